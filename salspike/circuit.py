@@ -1,0 +1,368 @@
+"""The declarative circuit description shared by every level (matrix, rate, spike).
+
+A `Circuit` is read from a TOML model file under ``models/`` and validated against
+`SCHEMA`: an unknown key, a wrong type, a value outside its allowed set or an impossible
+shape is a `ConfigError` naming the file, the key and what is allowed.
+
+Index conventions (see docs/math.md): upstream layers h^0 = x (width d_0) ... h^K = y_hat,
+downstream layers hbar^1 ... hbar^K with widths dbar_1 ... dbar_K (dbar_K = d_K).
+Shapes: W^k: d_{k+1} x d_k (k = 0..K-1); Wbar^k: dbar_k x dbar_{k+1} (k = 1..K-1);
+V^k: dbar_k x d_k (k = 1..K-1); Vbar^k: d_{k+1} x dbar_{k+1} (k = 0..K-1, Vbar^{K-1} = I fixed).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+GROUPS = ("W", "Wbar", "V", "Vbar")
+ALGORITHMS = ("sal", "bp", "fa", "kp", "wm")
+RULES = ("equations", "algorithm1")
+
+# key -> (type(s), allowed values or None, default, one-line doc).  Dotted keys are tables.
+_F = (int, float)
+SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
+    "name": (str, None, "circuit", "a label for the circuit"),
+    "description": (str, None, "", "free text"),
+    "hidden": (list, None, None, "upstream hidden widths d_1..d_{K-1} (required)"),
+    "input_width": ((int, str), None, "auto", "d_0, or 'auto' to take it from the dataset"),
+    "output_width": ((int, str), None, "auto", "d_K, or 'auto' to take it from the dataset"),
+    "downstream_ratio": (_F, None, 1.0, "dbar_k = round(ratio * d_k) for hidden layers"),
+    "downstream_widths": ((list, type(None)), None, None,
+                          "explicit dbar_1..dbar_{K-1} (overrides downstream_ratio)"),
+    "upstream_nonlinearity": (str, ("relu", "identity"), "relu", "D_u of hidden layers (output is linear)"),
+    "downstream_nonlinearity": (str, ("identity", "relu_jacobian", "relu"), "identity",
+                                "D_d: identity (paper default), relu_jacobian = diag(1[V h > 0]) (Eq. 4), "
+                                "relu = diag(1[Wbar hbar > 0])"),
+    "loss": (str, ("mse", "cross_entropy"), "mse", "F; hbar^K = -dF/dy_hat"),
+    "rule": (str, RULES, "equations", "Eqs. 5-8 of the paper, or its Algorithm 1 (appendix D)"),
+    "v_signal": (str, ("auto", "post_dd", "pre_dd"), "auto",
+                 "V learns from hbar^k (post_dd, Eq. 6) or Wbar hbar^{k+1} (pre_dd, Alg. 1); auto follows rule"),
+    "vbar_signal": (str, ("auto", "post_du", "pre_du"), "auto",
+                    "Vbar learns from h^{k+1} (post_du, Eq. 8) or W h^k (pre_du, Alg. 1); auto follows rule"),
+    "decay": (str, ("auto", "absolute", "eta_scaled"), "auto",
+              "weight decay -gamma w (absolute, Eqs. 5-8) or -eta gamma w (eta_scaled, Alg. 1); auto follows rule"),
+    "algorithm": (str, ALGORITHMS, "sal", "sal, or a baseline as a setting of the same circuit (Sec. 4, Table 2)"),
+    "plastic": (list, None, list(GROUPS), "which of W, Wbar, V, Vbar learn (Fig. 4 ablations)"),
+    "gamma": (_F, None, 0.0, "regularisation strength gamma (R_i = weight decay)"),
+    "eta.W": (_F, None, 0.01, "learning rate of W"),
+    "eta.Wbar": (_F, None, 0.0001, "learning rate of Wbar"),
+    "eta.V": (_F, None, 0.0001, "learning rate of V"),
+    "eta.Vbar": (_F, None, 0.0001, "learning rate of Vbar"),
+    "init.W": (_F, None, 1.4142135623730951, "W^k ~ N(0, (gain/sqrt(fan_in))^2); gain"),
+    "init.Wbar": (_F, None, 1.0, "Wbar^k init gain"),
+    "init.V": (_F, None, 1.0, "V^k init gain"),
+    "init.Vbar": (_F, None, 1.0, "Vbar^k init gain"),
+    "modulation_alpha": (_F, None, 0.0, "short-term modulation h^k <- h^k + alpha Vbar^{k-1} hbar^k (Sec. 2.3)"),
+    "wm.noise_std": (_F, None, 1.0, "weight mirror: std of the noise injected in mirror mode"),
+    "wm.batch": (int, None, 64, "weight mirror: noise samples per mirror step"),
+    "seed": (int, None, 0, "seed of initial weights, data order and noise"),
+    "dtype": (str, ("float32", "float64"), "float64", "floating-point type of the matrix level"),
+    "divergence_limit": (_F, None, 1e6, "a weight norm above this (or NaN/inf) stops the run"),
+    "training.batch_size": (int, None, 32, "mini-batch size (updates use the batch mean)"),
+    "training.epochs": (int, None, 30, "epochs"),
+    "training.online": (bool, None, False, "one update per sample instead of per batch mean"),
+    "training.eval_batch": (int, None, 256, "probe batch for the per-layer alignment metrics"),
+    # rate level (Brian2): time constants and phase lengths, in ms
+    "rate.tau_up": (_F, None, 1.0, "ms, time constant of upstream rate neurons"),
+    "rate.tau_down": (_F, None, 1.0, "ms, time constant of downstream rate neurons"),
+    "rate.t_forward": (_F, None, 30.0, "ms, forward settling phase"),
+    "rate.t_feedback": (_F, None, 30.0, "ms, feedback settling phase"),
+    "rate.t_plasticity": (_F, None, 10.0, "ms, plasticity window"),
+    "rate.dt": (_F, None, 0.1, "ms, integration step"),
+    "rate.plasticity": (str, ("one_shot", "continuous"), "one_shot",
+                        "one update at the end of the window, or plasticity ODEs over the window"),
+    "rate.device": (str, ("runtime", "cpp_standalone", "cuda_standalone"), "runtime", "Brian2 device"),
+    # spike level
+    "spike.tier": (str, ("poisson", "two_compartment"), "poisson", "neuron tier of the spiking level"),
+    "spike.baseline_rate": (_F, None, 50.0, "Hz, baseline rate that carries the zero of a signed quantity"),
+    "spike.rate_scale": (_F, None, 20.0, "Hz per unit of activity"),
+    "spike.t_trial": (_F, None, 1000.0, "ms, length of the plasticity window per trial"),
+    "spike.tau_trace": (_F, None, 20.0, "ms, time constant of the plasticity traces"),
+    "spike.trials": (int, None, 20, "repeated trials averaged by `step --level spike`"),
+    "spike.calibration": ((list, type(None)), None, None, "two_compartment transfer function (set by `salspike calibrate`)"),
+}
+
+_TABLES = sorted({k.split(".")[0] for k in SCHEMA if "." in k})
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, full + "."))
+        else:
+            out[full] = value
+    return out
+
+
+def _check_type(key: str, value: Any, source: str) -> Any:
+    types, allowed, _, doc = SCHEMA[key]
+    if not isinstance(types, tuple):
+        types = (types,)
+    if isinstance(value, bool) and bool not in types:
+        ok = False
+    else:
+        ok = isinstance(value, types)
+    if ok and float in types and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not ok:
+        names = "/".join(t.__name__ for t in types)
+        raise ConfigError(f"{source}: key '{key}' must be {names}, got {value!r} ({doc})")
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{source}: key '{key}' = {value!r} is not allowed; choose one of {list(allowed)}")
+    return value
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(SCHEMA), n=3)
+    return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+def parse_value(text: str) -> Any:
+    """Parse the value part of ``--set key=value`` as a TOML value (bare words are strings)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Circuit:
+    """A validated, resolved circuit.  `params` maps every SCHEMA key to its value."""
+
+    params: dict[str, Any]
+    source: str = "<defaults>"
+
+    # ----- construction -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> "Circuit":
+        flat = _flatten(data)
+        params = {k: copy.deepcopy(v[2]) for k, v in SCHEMA.items()}
+        for key, value in flat.items():
+            if key not in SCHEMA:
+                raise ConfigError(f"{source}: unknown key '{key}'.{_suggest(key)} "
+                                  f"Allowed keys: {', '.join(sorted(SCHEMA))}")
+            params[key] = _check_type(key, value, source)
+        return cls._validated(params, source)
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "Circuit":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"model file {path} does not exist; model files live in models/ "
+                              "(e.g. models/paper_mlp.toml)")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        circuit = cls.from_dict(data, source=str(path))
+        return circuit.with_overrides(overrides or {}) if overrides else circuit
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "--set") -> "Circuit":
+        params = dict(self.params)
+        for key, value in overrides.items():
+            if key not in SCHEMA:
+                raise ConfigError(f"{source}: unknown key '{key}'.{_suggest(key)} "
+                                  f"Allowed keys: {', '.join(sorted(SCHEMA))}")
+            params[key] = _check_type(key, value, source)
+        return self._validated(params, f"{self.source} with {source}")
+
+    def with_io_widths(self, input_width: int, output_width: int) -> "Circuit":
+        """Fill 'auto' input/output widths (from a dataset); a fixed width must match."""
+        over = {}
+        for key, value in (("input_width", input_width), ("output_width", output_width)):
+            current = self.params[key]
+            if current == "auto":
+                over[key] = int(value)
+            elif current != value:
+                raise ConfigError(f"{self.source}: {key} = {current} but the data has width {value}; "
+                                  f"set {key} = \"auto\" or use matching data")
+        return self.with_overrides(over, "dataset") if over else self
+
+    @classmethod
+    def _validated(cls, params: dict, source: str) -> "Circuit":
+        hidden = params["hidden"]
+        if hidden is None:
+            raise ConfigError(f"{source}: key 'hidden' is required (upstream hidden widths, e.g. [200, 200, 200])")
+        if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
+            raise ConfigError(f"{source}: 'hidden' must be a list of positive integers, got {hidden!r}")
+        for key in ("input_width", "output_width"):
+            v = params[key]
+            if isinstance(v, str) and v != "auto":
+                raise ConfigError(f"{source}: key '{key}' must be a positive integer or \"auto\", got {v!r}")
+            if isinstance(v, int) and v <= 0:
+                raise ConfigError(f"{source}: key '{key}' must be positive, got {v}")
+        dw = params["downstream_widths"]
+        if dw is not None:
+            if len(dw) != len(hidden) or not all(isinstance(w, int) and w > 0 for w in dw):
+                raise ConfigError(f"{source}: 'downstream_widths' must list {len(hidden)} positive integers "
+                                  f"(one per hidden layer), got {dw!r}")
+        if params["downstream_ratio"] <= 0:
+            raise ConfigError(f"{source}: 'downstream_ratio' must be > 0, got {params['downstream_ratio']}")
+        bad = [g for g in params["plastic"] if g not in GROUPS]
+        if bad:
+            raise ConfigError(f"{source}: 'plastic' has unknown groups {bad}; allowed: {list(GROUPS)}")
+        for key in ("gamma", "eta.W", "eta.Wbar", "eta.V", "eta.Vbar", "wm.noise_std"):
+            if params[key] < 0:
+                raise ConfigError(f"{source}: '{key}' must be >= 0, got {params[key]}")
+        for key in ("training.batch_size", "training.epochs", "wm.batch", "spike.trials"):
+            if params[key] <= 0:
+                raise ConfigError(f"{source}: '{key}' must be positive, got {params[key]}")
+        for key in ("rate.tau_up", "rate.tau_down", "rate.dt", "rate.t_forward", "rate.t_feedback",
+                    "rate.t_plasticity", "spike.t_trial", "spike.tau_trace"):
+            if params[key] <= 0:
+                raise ConfigError(f"{source}: '{key}' must be > 0 ms, got {params[key]}")
+        needs_square = params["algorithm"] != "sal"
+        circuit = cls(params=params, source=source)
+        if needs_square and circuit._dbar_hidden() != list(hidden):
+            raise ConfigError(f"{source}: algorithm '{params['algorithm']}' fixes V = Vbar = I, which needs "
+                              "downstream widths equal to upstream widths; set downstream_ratio = 1")
+        return circuit
+
+    # ----- derived quantities ---------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self.params[key]
+
+    def _dbar_hidden(self) -> list[int]:
+        if self.params["downstream_widths"] is not None:
+            return list(self.params["downstream_widths"])
+        return [max(1, int(round(self.params["downstream_ratio"] * h))) for h in self.params["hidden"]]
+
+    @property
+    def resolved(self) -> bool:
+        return self.params["input_width"] != "auto" and self.params["output_width"] != "auto"
+
+    def _need_resolved(self):
+        if not self.resolved:
+            raise ConfigError(f"{self.source}: input/output widths are 'auto'; resolve them from data "
+                              "(Circuit.with_io_widths) or set input_width and output_width")
+
+    @property
+    def widths(self) -> list[int]:
+        """Upstream widths d_0..d_K."""
+        self._need_resolved()
+        return [self.params["input_width"], *self.params["hidden"], self.params["output_width"]]
+
+    @property
+    def downstream_widths(self) -> list[int | None]:
+        """Downstream widths indexed like the upstream: [None, dbar_1, ..., dbar_K] (no hbar^0)."""
+        self._need_resolved()
+        return [None, *self._dbar_hidden(), self.params["output_width"]]
+
+    @property
+    def n_layers(self) -> int:
+        """K, the number of weight layers W^0..W^{K-1}."""
+        return len(self.params["hidden"]) + 1
+
+    @property
+    def eta(self) -> dict[str, float]:
+        return {g: self.params[f"eta.{g}"] for g in GROUPS}
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.params["dtype"])
+
+    @property
+    def rule_options(self) -> dict[str, str]:
+        """The three places where Algorithm 1 differs from Eqs. 5-8, resolved from `rule`."""
+        eq = self.params["rule"] == "equations"
+        defaults = {"v_signal": "post_dd" if eq else "pre_dd",
+                    "vbar_signal": "post_du" if eq else "pre_du",
+                    "decay": "absolute" if eq else "eta_scaled"}
+        return {k: (defaults[k] if self.params[k] == "auto" else self.params[k]) for k in defaults}
+
+    def shapes(self) -> dict[str, tuple[int, int]]:
+        """Weight name -> shape, for every stored weight (Vbar^{K-1} = I is not stored)."""
+        d, db, K = self.widths, self.downstream_widths, self.n_layers
+        shapes = {}
+        for k in range(K):
+            shapes[f"W{k}"] = (d[k + 1], d[k])
+            if k < K - 1:
+                shapes[f"Vbar{k}"] = (d[k + 1], db[k + 1])
+            if k >= 1:
+                shapes[f"Wbar{k}"] = (db[k], db[k + 1])
+                shapes[f"V{k}"] = (db[k], d[k])
+        return shapes
+
+    def to_dict(self) -> dict:
+        """Nested dict (TOML layout) of every resolved parameter."""
+        out: dict[str, Any] = {}
+        for key, value in self.params.items():
+            node = out
+            *tables, leaf = key.split(".")
+            for t in tables:
+                node = node.setdefault(t, {})
+            node[leaf] = value
+        return out
+
+    def to_toml(self) -> str:
+        return dump_toml(self.to_dict())
+
+    @classmethod
+    def from_shapes(cls, shapes: dict[str, tuple[int, ...]], overrides: dict | None = None) -> "Circuit":
+        """Infer widths from a weights file (``W{k}``, ``Wbar{k}``) when no model file is given."""
+        K = 0
+        while f"W{K}" in shapes:
+            K += 1
+        if K == 0:
+            raise ConfigError("weights file has no 'W0': cannot infer the architecture; pass --model")
+        d = [shapes["W0"][1]] + [shapes[f"W{k}"][0] for k in range(K)]
+        dbar = []
+        for k in range(1, K):
+            if f"V{k}" in shapes:
+                dbar.append(int(shapes[f"V{k}"][0]))
+            elif f"Wbar{k}" in shapes:
+                dbar.append(int(shapes[f"Wbar{k}"][0]))
+            else:
+                dbar.append(d[k])
+        data = {"hidden": [int(x) for x in d[1:-1]], "input_width": int(d[0]), "output_width": int(d[-1]),
+                "downstream_widths": dbar}
+        circuit = cls.from_dict(data, source="<weights file>")
+        return circuit.with_overrides(overrides) if overrides else circuit
+
+
+def dump_toml(data: dict, _prefix: str = "") -> str:
+    """Minimal TOML writer for the flat-or-one-level tables of a model file."""
+    def fmt(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        if isinstance(v, float):
+            return repr(v)
+        return str(v)
+
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif value is not None:
+            lines.append(f"{key} = {fmt(value)}")
+    for key, value in tables:
+        lines.append(f"\n[{_prefix}{key}]")
+        lines.extend(f"{k} = {fmt(v)}" for k, v in value.items() if v is not None)
+    return "\n".join(lines) + "\n"
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """Turn ``["eta.W=0.1", "loss=mse"]`` into a dict; a malformed item is a ConfigError."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set eta.W=0.01")
+        key, text = item.split("=", 1)
+        out[key.strip()] = parse_value(text.strip())
+    return out

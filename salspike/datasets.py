@@ -1,0 +1,314 @@
+"""Data sets for salspike, loaded without any network access at run time.
+
+Every loader returns a :class:`Dataset` with float64 inputs in ``[0, 1]`` (or
+real-valued for ``teacher_student``), one-hot float64 targets and integer
+labels. ``digits`` and ``teacher_student`` need no files; ``mnist``,
+``fashion_mnist``, ``cifar10`` and ``svhn`` read the standard distribution
+files from a folder the user names (``root``, the CLI's ``--data-root``).
+Missing or malformed files raise :class:`salspike.errors.DatasetError` naming
+the file, the folder searched and what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+
+import numpy as np
+
+from salspike.errors import DatasetError
+
+DATASETS = ("digits", "teacher_student", "mnist", "fashion_mnist", "cifar10", "svhn")
+
+
+@dataclass
+class Dataset:
+    """A train/test split: ``x`` is (n, d), ``y`` is (n, C) one-hot (or regression
+    targets for ``teacher_student``), ``labels`` is (n,) int64."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    labels_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    labels_test: np.ndarray
+    n_classes: int
+    input_width: int
+    output_width: int
+
+    def astype(self, dtype) -> "Dataset":
+        """A copy with ``x`` and ``y`` arrays cast to ``dtype`` (labels stay int)."""
+        cast = {k: getattr(self, k).astype(dtype) for k in ("x_train", "y_train", "x_test", "y_test")}
+        return dataclasses.replace(self, **cast)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train={len(self.x_train)}, test={len(self.x_test)}, "
+                f"input_width={self.input_width}, output_width={self.output_width}, "
+                f"n_classes={self.n_classes})")
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n,) int labels -> (n, n_classes) float64 one-hot."""
+    labels = np.asarray(labels, dtype=np.int64)
+    out = np.zeros((labels.size, n_classes), dtype=np.float64)
+    out[np.arange(labels.size), labels] = 1.0
+    return out
+
+
+def _make(name, x_tr, l_tr, x_te, l_te, n_classes, n_test=None) -> Dataset:
+    if n_test is not None:
+        x_te, l_te = x_te[:n_test], l_te[:n_test]
+    x_tr = np.ascontiguousarray(x_tr, dtype=np.float64)
+    x_te = np.ascontiguousarray(x_te, dtype=np.float64)
+    l_tr = np.asarray(l_tr, dtype=np.int64)
+    l_te = np.asarray(l_te, dtype=np.int64)
+    return Dataset(name, x_tr, one_hot(l_tr, n_classes), l_tr, x_te, one_hot(l_te, n_classes), l_te,
+                   n_classes, x_tr.shape[1], n_classes)
+
+
+def _subset(x, labels, n, seed):
+    """First ``n`` rows of a fixed random permutation (all rows when ``n`` is None)."""
+    if n is None or n >= len(x):
+        return x, labels
+    idx = np.random.default_rng(seed).permutation(len(x))[:n]
+    return x[idx], labels[idx]
+
+
+# ----------------------------------------------------------------- generated
+
+
+def load_digits(*, seed: int = 0, n_test=None, test_size: float = 0.2, **_) -> Dataset:
+    """scikit-learn's 1797 8x8 handwritten digits (bundled, no download).
+
+    Pixels are divided by 16 (range [0, 1]); the data is split 80/20 with
+    ``train_test_split(stratify=labels, random_state=seed)``, so a given seed
+    always gives the same split. 64 inputs, 10 classes.
+    """
+    from sklearn.datasets import load_digits as _sk_digits
+    from sklearn.model_selection import train_test_split
+
+    d = _sk_digits()
+    x = d.data.astype(np.float64) / 16.0
+    x_tr, x_te, l_tr, l_te = train_test_split(x, d.target, test_size=test_size, stratify=d.target,
+                                              random_state=seed)
+    return _make("digits", x_tr, l_tr, x_te, l_te, 10, n_test)
+
+
+def load_teacher_student(*, seed: int = 0, n_test=None, input_width: int = 20, hidden: int = 50,
+                         output_width: int = 10, n_train: int = 1000, noise: float = 0.0,
+                         **_) -> Dataset:
+    """Regression data from a random teacher: a one-hidden-layer ReLU MLP.
+
+    ``x ~ N(0, 1)^input_width``; ``y = W2 relu(W1 x) + noise * N(0, 1)`` with
+    ``W1 ~ N(0, 1/input_width)``, ``W2 ~ N(0, 1/hidden)``. ``y_*`` hold these
+    real-valued targets (not one-hot); ``labels_* = argmax(y)`` so that
+    classification accuracy can still be reported. ``n_test`` defaults to 200.
+    Everything is drawn from ``numpy.random.default_rng(seed)``.
+    """
+    n_test = 200 if n_test is None else int(n_test)
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0.0, 1.0 / np.sqrt(input_width), (hidden, input_width))
+    w2 = rng.normal(0.0, 1.0 / np.sqrt(hidden), (output_width, hidden))
+
+    def draw(n):
+        x = rng.normal(size=(n, input_width))
+        y = np.maximum(x @ w1.T, 0.0) @ w2.T
+        if noise:
+            y = y + noise * rng.normal(size=y.shape)
+        return x, y, np.argmax(y, axis=1).astype(np.int64)
+
+    x_tr, y_tr, l_tr = draw(int(n_train))
+    x_te, y_te, l_te = draw(n_test)
+    return Dataset("teacher_student", x_tr, y_tr, l_tr, x_te, y_te, l_te,
+                   output_width, input_width, output_width)
+
+
+# ----------------------------------------------------------------- file helpers
+
+
+def _need_root(root, name, how) -> str:
+    if root is None:
+        raise DatasetError(f"dataset {name!r} is read from files and no data folder was given: {how}")
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise DatasetError(f"data folder {root!r} for dataset {name!r} does not exist: {how}")
+    return root
+
+
+def _find(folders, filename, name, how, alternatives=()) -> str:
+    """Path of ``filename`` (or one of ``alternatives``) in the first folder holding it."""
+    for folder in folders:
+        for fn in (filename, *alternatives):
+            p = os.path.join(folder, fn)
+            if os.path.isfile(p):
+                return p
+    alt = f" (or {', '.join(alternatives)})" if alternatives else ""
+    raise DatasetError(f"dataset {name!r}: file {filename!r}{alt} not found in "
+                       f"{' or '.join(repr(f) for f in folders)}: {how}")
+
+
+# ----------------------------------------------------------------- IDX (MNIST)
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): magic ``0 0 type ndim``, ndim big-endian
+    uint32 sizes, then the data. Raises DatasetError on a bad magic or a size mismatch."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as e:
+        raise DatasetError(f"cannot read IDX file {path!r}: {e}") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DatasetError(f"IDX file {path!r} has a bad magic number {raw[:4].hex() or '(empty)'}: "
+                           "expected 0x0000 followed by a type code and a dimension count "
+                           "(e.g. 00000803 for images); is it an MNIST IDX file?")
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DatasetError(f"IDX file {path!r} is truncated or malformed: header for {ndim} dims is incomplete")
+    dims = tuple(int(v) for v in np.frombuffer(raw, ">u4", ndim, 4))
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DatasetError(f"IDX file {path!r} is truncated or malformed: dims {dims} need {expected} "
+                           f"data bytes, found {len(raw) - header}")
+    return np.frombuffer(raw, dtype, offset=header).reshape(dims)
+
+
+def _load_idx_set(name, root, seed, n_test, n_train=None, **_) -> Dataset:
+    pretty = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[name]
+    how = (f"download {pretty}'s four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+           "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; .gz is fine) into a folder and pass "
+           "--data-root DIR")
+    root = _need_root(root, name, how)
+    folders = [root] + [os.path.join(root, s) for s in (name, pretty, "raw", os.path.join(pretty, "raw"))
+                        if os.path.isdir(os.path.join(root, s))]
+    arrays = {}
+    for split in ("train", "t10k"):
+        for kind, nd in (("images", 3), ("labels", 1)):
+            fn = f"{split}-{kind}-idx{nd}-ubyte"
+            path = _find(folders, fn, name, how, alternatives=(fn + ".gz",))
+            a = read_idx(path)
+            if a.ndim != nd or a.dtype != np.uint8:
+                raise DatasetError(f"IDX file {path!r} has shape {a.shape} and type {a.dtype}: "
+                                   f"expected {nd} dims of uint8")
+            arrays[split, kind] = (path, a)
+    out = []
+    for split in ("train", "t10k"):
+        (pi, img), (pl, lab) = arrays[split, "images"], arrays[split, "labels"]
+        if len(img) != len(lab):
+            raise DatasetError(f"{pi!r} holds {len(img)} images but {pl!r} holds {len(lab)} labels")
+        if lab.size and lab.max() > 9:
+            raise DatasetError(f"IDX file {pl!r} holds label {lab.max()}: expected 0..9")
+        out.append((img.reshape(len(img), -1).astype(np.float64) / 255.0, lab.astype(np.int64)))
+    (x_tr, l_tr), (x_te, l_te) = out
+    x_tr, l_tr = _subset(x_tr, l_tr, n_train, seed)
+    return _make(name, x_tr, l_tr, x_te, l_te, 10, n_test)
+
+
+# ----------------------------------------------------------------- CIFAR-10
+
+
+def _load_cifar10(root, seed, n_test, n_train=None, **_) -> Dataset:
+    """CIFAR-10 python batches: ``data`` (N, 3072) uint8, ``labels`` list of 0..9."""
+    how = ("download the CIFAR-10 python version (cifar-10-python.tar.gz), extract it and pass "
+           "--data-root DIR (the folder holding data_batch_1..5 and test_batch, or its parent)")
+    root = _need_root(root, "cifar10", how)
+    folders = [root] + ([os.path.join(root, "cifar-10-batches-py")]
+                        if os.path.isdir(os.path.join(root, "cifar-10-batches-py")) else [])
+
+    def batch(fn):
+        path = _find(folders, fn, "cifar10", how)
+        try:
+            with open(path, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+        except Exception as e:  # truncated pickle: EOFError, UnpicklingError, ...
+            raise DatasetError(f"CIFAR-10 batch {path!r} cannot be unpickled ({type(e).__name__}: {e}); "
+                               "the file is truncated or not a CIFAR-10 python batch") from e
+        if not isinstance(d, dict):
+            raise DatasetError(f"CIFAR-10 batch {path!r} holds a {type(d).__name__}, expected a dict")
+        d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+        if "data" not in d or "labels" not in d:
+            raise DatasetError(f"CIFAR-10 batch {path!r} lacks the 'data' or 'labels' key")
+        x, lab = np.asarray(d["data"]), np.asarray(d["labels"], dtype=np.int64)
+        if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(lab):
+            raise DatasetError(f"CIFAR-10 batch {path!r}: data has shape {x.shape} for {len(lab)} labels, "
+                               "expected (N, 3072)")
+        if lab.size and (lab.min() < 0 or lab.max() > 9):
+            raise DatasetError(f"CIFAR-10 batch {path!r} holds labels outside 0..9")
+        return x.astype(np.float64) / 255.0, lab
+
+    tr = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    x_tr, l_tr = np.concatenate([b[0] for b in tr]), np.concatenate([b[1] for b in tr])
+    x_te, l_te = batch("test_batch")
+    x_tr, l_tr = _subset(x_tr, l_tr, n_train, seed)
+    return _make("cifar10", x_tr, l_tr, x_te, l_te, 10, n_test)
+
+
+# ----------------------------------------------------------------- SVHN
+
+
+def _load_svhn(root, seed, n_test, n_train=None, **_) -> Dataset:
+    """SVHN cropped digits: ``X`` (32, 32, 3, N) uint8, ``y`` (N, 1) in 1..10, 10 = digit 0."""
+    how = ("download SVHN's train_32x32.mat and test_32x32.mat (format 2, cropped digits) "
+           "and pass --data-root DIR")
+    root = _need_root(root, "svhn", how)
+    folders = [root] + ([os.path.join(root, "svhn")] if os.path.isdir(os.path.join(root, "svhn")) else [])
+    from scipy.io import loadmat
+
+    def split(fn):
+        path = _find(folders, fn, "svhn", how)
+        try:
+            m = loadmat(path)
+        except Exception as e:
+            raise DatasetError(f"SVHN file {path!r} cannot be read as a MATLAB .mat file "
+                               f"({type(e).__name__}: {e})") from e
+        if "X" not in m or "y" not in m:
+            raise DatasetError(f"SVHN file {path!r} lacks the 'X' or 'y' variable")
+        x, y = np.asarray(m["X"]), np.asarray(m["y"]).reshape(-1).astype(np.int64)
+        if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
+            raise DatasetError(f"SVHN file {path!r}: X has shape {x.shape} for {len(y)} labels, "
+                               "expected (32, 32, 3, N)")
+        if y.size and (y.min() < 0 or y.max() > 10):
+            raise DatasetError(f"SVHN file {path!r} holds labels outside 1..10")
+        x = np.transpose(x, (3, 0, 1, 2)).reshape(len(y), -1).astype(np.float64) / 255.0
+        return x, np.where(y == 10, 0, y)
+
+    x_tr, l_tr = split("train_32x32.mat")
+    x_te, l_te = split("test_32x32.mat")
+    x_tr, l_tr = _subset(x_tr, l_tr, n_train, seed)
+    return _make("svhn", x_tr, l_tr, x_te, l_te, 10, n_test)
+
+
+# ----------------------------------------------------------------- dispatch
+
+
+def load_dataset(name: str = "digits", *, root: str | os.PathLike | None = None, seed: int = 0,
+                 n_test: int | None = None, **kw) -> Dataset:
+    """Load data set ``name`` (one of :data:`DATASETS`).
+
+    ``root`` is the folder holding the files for mnist, fashion_mnist, cifar10
+    and svhn (ignored by digits and teacher_student). ``n_test`` keeps the
+    first ``n_test`` test examples; file-based sets also accept ``n_train``
+    (a seeded random subset of the training set). Further keywords go to the
+    loader (e.g. ``hidden``, ``noise`` for teacher_student).
+    """
+    key = str(name).lower().replace("-", "_")
+    if key == "digits":
+        return load_digits(seed=seed, n_test=n_test, **kw)
+    if key == "teacher_student":
+        return load_teacher_student(seed=seed, n_test=n_test, **kw)
+    if key in ("mnist", "fashion_mnist"):
+        return _load_idx_set(key, root, seed, n_test, **kw)
+    if key == "cifar10":
+        return _load_cifar10(root, seed, n_test, **kw)
+    if key == "svhn":
+        return _load_svhn(root, seed, n_test, **kw)
+    raise DatasetError(f"unknown dataset {name!r}: known datasets are {', '.join(DATASETS)}")

@@ -1,0 +1,128 @@
+"""The SAL circuit as linear algebra: the forward pass, the downstream pass and the four
+plasticity rules, each a small function whose docstring states the equation it implements.
+
+Batches are rows: an activity ``h`` has shape (n, d).  Updates average over the batch, so
+``outer_mean(a, b) = a.T @ b / n`` is the batch mean of the outer products a_i b_i^T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def outer_mean(post: np.ndarray, pre: np.ndarray) -> np.ndarray:
+    """Batch mean of post_i pre_i^T: shape (d_post, d_pre)."""
+    return post.T @ pre / post.shape[0]
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def error_signal(y_hat: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
+    """hbar^K = -dF/dy_hat: y - y_hat for F = 1/2||y - y_hat||^2 (mse); y - softmax(y_hat)
+    for cross-entropy F = -sum y log softmax(y_hat)."""
+    if loss == "mse":
+        return y - y_hat
+    if loss == "cross_entropy":
+        return y - softmax(y_hat)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def loss_value(y_hat: np.ndarray, y: np.ndarray, loss: str) -> float:
+    """Batch mean of F: 1/2||y - y_hat||^2, or cross-entropy of softmax(y_hat)."""
+    if loss == "mse":
+        return float(0.5 * np.mean(np.sum((y - y_hat) ** 2, axis=1)))
+    z = y_hat - y_hat.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.mean(np.sum(y * logp, axis=1)))
+
+
+def forward(W: list[np.ndarray], x: np.ndarray, upstream: str = "relu"):
+    """Upstream pass, Eq. 1 with D_u = diag(1[W h > 0]) (Eq. 3):
+    a^{k+1} = W^k h^k, h^{k+1} = D_u a^{k+1} for hidden layers, h^K = a^K (linear output).
+    Returns (h, a) with h[0] = x and a[0] = None."""
+    h, a = [x], [None]
+    K = len(W)
+    for k in range(K):
+        pre = h[k] @ W[k].T
+        a.append(pre)
+        h.append(relu(pre) if (k < K - 1 and upstream == "relu") else pre)
+    return h, a
+
+
+def downstream_gate(kind: str, h_k, V_k, drive):
+    """D_d of Eq. 2 as a 0/1 (or all-ones) mask on the drive Wbar^k hbar^{k+1}:
+    identity -> 1; relu_jacobian -> 1[V^k h^k > 0] (Eq. 4); relu -> 1[Wbar^k hbar^{k+1} > 0]."""
+    if kind == "identity":
+        return None
+    if kind == "relu_jacobian":
+        return (h_k @ V_k.T) > 0
+    if kind == "relu":
+        return drive > 0
+    raise ValueError(f"unknown downstream nonlinearity {kind!r}")
+
+
+def downstream(Wbar: list, V: list, h: list, hbar_top: np.ndarray, kind: str):
+    """Downstream pass, Eq. 2: hbar^k = D_d(V^k h^k) Wbar^k hbar^{k+1}, k = K-1..1.
+    Returns (hbar, drive): hbar[k] for k = 1..K (hbar[0] = None) and the pre-D_d drive
+    Wbar^k hbar^{k+1} (drive[K] = None)."""
+    K = len(h) - 1
+    hbar = [None] * (K + 1)
+    drive = [None] * (K + 1)
+    hbar[K] = hbar_top
+    for k in range(K - 1, 0, -1):
+        u = hbar[k + 1] @ Wbar[k].T
+        drive[k] = u
+        gate = downstream_gate(kind, h[k], V[k], u)
+        hbar[k] = u if gate is None else u * gate
+    return hbar, drive
+
+
+def decay_coefficient(eta: float, gamma: float, decay: str) -> float:
+    """gamma (Eqs. 5-8, 'absolute') or eta * gamma (Algorithm 1, 'eta_scaled')."""
+    return gamma if decay == "absolute" else eta * gamma
+
+
+def delta_W(Vbar_k, hbar_next, h_k, W_k, eta, decay_coef):
+    """Eq. 5: dW^k = eta_W Vbar^k hbar^{k+1} (h^k)^T - gamma W^k (heterosynaptic: the apical
+    input Vbar^k hbar^{k+1} of the postsynaptic neuron times the presynaptic rate)."""
+    return eta * outer_mean(hbar_next @ Vbar_k.T, h_k) - decay_coef * W_k
+
+
+def delta_V(signal_k, h_k, V_k, eta, decay_coef):
+    """Eq. 6: dV^k = eta_V hbar^k (h^k)^T - gamma V^k (Hebbian: post hbar^k x pre h^k).
+    Algorithm 1 uses signal_k = Wbar^k hbar^{k+1} (before D_d) instead of hbar^k."""
+    return eta * outer_mean(signal_k, h_k) - decay_coef * V_k
+
+
+def delta_Wbar(Vh_k, hbar_next, Wbar_k, eta, decay_coef):
+    """Eq. 7: d(Wbar^k)^T = eta hbar^{k+1} (V^k h^k)^T - gamma (Wbar^k)^T, i.e.
+    dWbar^k = eta (V^k h^k)(hbar^{k+1})^T - gamma Wbar^k (heterosynaptic: the lateral input
+    V^k h^k of the postsynaptic neuron times the presynaptic rate hbar^{k+1})."""
+    return eta * outer_mean(Vh_k, hbar_next) - decay_coef * Wbar_k
+
+
+def delta_Vbar(signal_next, hbar_next, Vbar_k, eta, decay_coef):
+    """Eq. 8: d(Vbar^k)^T = eta hbar^{k+1} (h^{k+1})^T - gamma (Vbar^k)^T, i.e.
+    dVbar^k = eta h^{k+1} (hbar^{k+1})^T - gamma Vbar^k (Hebbian: post h^{k+1} x pre hbar^{k+1}).
+    Algorithm 1 uses signal_next = W^k h^k (before D_u) instead of h^{k+1}."""
+    return eta * outer_mean(signal_next, hbar_next) - decay_coef * Vbar_k
+
+
+def bp_deltas(W: list, h: list, a: list, hbar_top: np.ndarray, upstream: str = "relu"):
+    """True backprop errors delta^k = -dF/da^k: delta^K = hbar^K,
+    delta^k = relu'(a^k) * (W^k)^T delta^{k+1}.  Returns delta[1..K] (delta[0] = None)."""
+    K = len(W)
+    delta = [None] * (K + 1)
+    delta[K] = hbar_top
+    for k in range(K - 1, 0, -1):
+        back = delta[k + 1] @ W[k]
+        delta[k] = back * (a[k] > 0) if upstream == "relu" else back
+    return delta
