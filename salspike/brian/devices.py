@@ -575,8 +575,9 @@ def select_device(name: str, *, build_dir: str | os.PathLike | None = None,
         brian2.set_device(name)
     # set_device pushes the previous device on a stack that is only popped by
     # reset_device; salspike never pops, so keep the stack from growing
-    from brian2.devices import device as _device_module
-
+    # (import by module path: `brian2.devices.device` as an attribute is the
+    # device proxy object, not the module)
+    _device_module = importlib.import_module("brian2.devices.device")
     del _device_module.previous_devices[:-1]
 
     _state.name = name
@@ -647,8 +648,8 @@ def _flags_stamp(name: str) -> str:
 
     payload = {"device": name, "python": sys.version.split()[0]}
     for k in MANAGED_PREFS:
-        if k.startswith(_CUDA) and name != "cuda_standalone":
-            continue
+        if k == _MAKE_ARGS or (k.startswith(_CUDA) and name != "cuda_standalone"):
+            continue  # the job count does not change the objects
         try:
             payload[k] = repr(prefs[k])
         except KeyError:

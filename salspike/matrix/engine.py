@@ -182,8 +182,7 @@ class MatrixNetwork:
         out = {}
         for k in range(self.K):
             if "W" in plan.plastic:
-                Vb = Vbar[k] if Vbar[k] is not None else np.eye(hbar[k + 1].shape[1], dtype=h[0].dtype)
-                out[f"W{k}"] = rules.delta_W(Vb, hbar[k + 1], h[k], W[k], eta["W"], c("W"))
+                out[f"W{k}"] = rules.delta_W(Vbar[k], hbar[k + 1], h[k], W[k], eta["W"], c("W"))
             if k >= 1 and "V" in plan.plastic:
                 signal = hbar[k] if opt["v_signal"] == "post_dd" else drive[k]
                 out[f"V{k}"] = rules.delta_V(signal, h[k], V[k], eta["V"], c("V"))
@@ -208,22 +207,22 @@ class MatrixNetwork:
 
     def apply(self, deltas: dict[str, np.ndarray]) -> None:
         for name, d in deltas.items():
-            self.weights[name] = self.weights[name] + d
+            self.weights[name] += d
         if self.plan.wbar_mode == "tied":
             for k in range(1, self.K):
                 self.weights[f"Wbar{k}"] = self.weights[f"W{k}"].T.copy()
 
     def step(self, x: np.ndarray, y: np.ndarray, online: bool = False) -> Activities:
-        """One batch-mean update (or, online, one update per row in order).  Returns the
-        activities seen before the (first) update."""
+        """One batch-mean update, or (online) one update per row in order.  Returns the
+        activities each row saw before its update (for online, row i before update i)."""
         x, y = self._cast(x), self._cast(y)
         if online:
-            first = None
-            for i in range(x.shape[0]):
-                act = self.step(x[i:i + 1], y[i:i + 1])
-                if first is None:
-                    first = act
-            return first if first is not None else self.activities(x, y)
+            acts = [self.step(x[i:i + 1], y[i:i + 1]) for i in range(x.shape[0])]
+            if not acts:
+                return self.activities(x, y)
+            stack = lambda seq: [None if v[0] is None else np.concatenate(v) for v in zip(*seq)]
+            return Activities(stack([a.h for a in acts]), stack([a.a for a in acts]),
+                              stack([a.hbar for a in acts]), stack([a.drive for a in acts]))
         act = self.activities(x, y)
         self.apply(self.updates(act))
         if self.plan.wbar_mode == "mirror":

@@ -14,9 +14,19 @@ def relu(x):
     return np.maximum(x, 0)
 
 
-def outer_mean(post: np.ndarray, pre: np.ndarray) -> np.ndarray:
-    """Batch mean of post_i pre_i^T: shape (d_post, d_pre)."""
-    return post.T @ pre / post.shape[0]
+def outer_mean(post: np.ndarray, pre: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """scale times the batch mean of post_i pre_i^T: shape (d_post, d_pre)."""
+    out = post.T @ pre
+    out *= scale / post.shape[0]
+    return out
+
+
+def _hebb_minus_decay(post, pre, w, eta, decay_coef):
+    """eta <post pre^T> - decay_coef w, computed in place (no temporaries when decay is 0)."""
+    out = outer_mean(post, pre, eta)
+    if decay_coef:
+        out -= decay_coef * w
+    return out
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -91,29 +101,30 @@ def decay_coefficient(eta: float, gamma: float, decay: str) -> float:
 
 
 def delta_W(Vbar_k, hbar_next, h_k, W_k, eta, decay_coef):
-    """Eq. 5: dW^k = eta_W Vbar^k hbar^{k+1} (h^k)^T - gamma W^k (heterosynaptic: the apical
+    """Vbar_k None means the fixed output identity.
+    Eq. 5: dW^k = eta_W Vbar^k hbar^{k+1} (h^k)^T - gamma W^k (heterosynaptic: the apical
     input Vbar^k hbar^{k+1} of the postsynaptic neuron times the presynaptic rate)."""
-    return eta * outer_mean(hbar_next @ Vbar_k.T, h_k) - decay_coef * W_k
+    return _hebb_minus_decay(hbar_next if Vbar_k is None else hbar_next @ Vbar_k.T, h_k, W_k, eta, decay_coef)
 
 
 def delta_V(signal_k, h_k, V_k, eta, decay_coef):
     """Eq. 6: dV^k = eta_V hbar^k (h^k)^T - gamma V^k (Hebbian: post hbar^k x pre h^k).
     Algorithm 1 uses signal_k = Wbar^k hbar^{k+1} (before D_d) instead of hbar^k."""
-    return eta * outer_mean(signal_k, h_k) - decay_coef * V_k
+    return _hebb_minus_decay(signal_k, h_k, V_k, eta, decay_coef)
 
 
 def delta_Wbar(Vh_k, hbar_next, Wbar_k, eta, decay_coef):
     """Eq. 7: d(Wbar^k)^T = eta hbar^{k+1} (V^k h^k)^T - gamma (Wbar^k)^T, i.e.
     dWbar^k = eta (V^k h^k)(hbar^{k+1})^T - gamma Wbar^k (heterosynaptic: the lateral input
     V^k h^k of the postsynaptic neuron times the presynaptic rate hbar^{k+1})."""
-    return eta * outer_mean(Vh_k, hbar_next) - decay_coef * Wbar_k
+    return _hebb_minus_decay(Vh_k, hbar_next, Wbar_k, eta, decay_coef)
 
 
 def delta_Vbar(signal_next, hbar_next, Vbar_k, eta, decay_coef):
     """Eq. 8: d(Vbar^k)^T = eta hbar^{k+1} (h^{k+1})^T - gamma (Vbar^k)^T, i.e.
     dVbar^k = eta h^{k+1} (hbar^{k+1})^T - gamma Vbar^k (Hebbian: post h^{k+1} x pre hbar^{k+1}).
     Algorithm 1 uses signal_next = W^k h^k (before D_u) instead of h^{k+1}."""
-    return eta * outer_mean(signal_next, hbar_next) - decay_coef * Vbar_k
+    return _hebb_minus_decay(signal_next, hbar_next, Vbar_k, eta, decay_coef)
 
 
 def bp_deltas(W: list, h: list, a: list, hbar_top: np.ndarray, upstream: str = "relu"):

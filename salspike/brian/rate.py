@@ -1,0 +1,658 @@
+"""The SAL circuit as a Brian2 rate network whose rate limit equals the matrix algorithm.
+
+Neuron and synapse equations are data: ``models/rate_equations.toml`` (`load_rate_models`
+validates it).  `RateNetwork` assembles them per layer with `salspike.brian.common` and runs N
+trials in ONE Brian2 ``run()``: inputs ``x``, targets ``y`` and the phase gates are TimedArrays,
+so no Python runs between trials.  Each trial is a forward settle (``rate.t_forward``), a
+feedback settle (``rate.t_feedback``) and a plasticity window (``rate.t_plasticity``), with one
+update per trial at the end of the window (``rate.plasticity = "one_shot"``) or the plasticity
+ODEs over the window (``"continuous"``).
+
+Populations (cross-level names): h0 (input), h1..h{K-1} (upstream hidden),
+hK (output), hbar1..hbar{K-1} (downstream hidden), hbarK (the error module, -dF/dy_hat).
+Synapse groups and the summed variable each writes on its target:
+W{k}: h{k} -> h{k+1}, I_ff;   Vbar{k}: hbar{k+1} -> h{k+1}, I_apical (Vbar{K-1} = I fixed);
+Wbar{k}: hbar{k+1} -> hbar{k}, I_fb;   V{k}: h{k} -> hbar{k}, I_lat;   pred: hK -> hbarK, I_pred.
+
+Rate limit: with time constants much shorter than the phases, the activities recorded at the
+end of the feedback phase are the matrix level's `MatrixNetwork.activities` and one_shot
+weights equal `MatrixNetwork.step(x, y, online=True)` (see docs/rate_network.md for how far from
+the limit a given time constant is).
+
+Limitations (ConfigError): algorithm ``bp`` (Wbar tied to W^T: weight transport, no local
+rule) and ``wm`` (weight mirroring needs a separate noise-driven mirror phase) are not
+expressed at rate level.  Cross-entropy is supported (softmax through a summed partition
+function, without max-subtraction: |y_hat| must stay below ~700).  Short-term modulation
+(``modulation_alpha``) is not part of the rate model (as it is not part of the matrix step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from ..circuit import GROUPS, Circuit
+from ..errors import ConfigError, DivergenceError, ShapeError
+from ..matrix import rules
+from ..matrix.engine import algorithm_plan, check_weights, init_weights
+from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, TrialSchedule, circuit_layout,
+                     connection_indices, dense_indices, matrix_to_w, one_to_one_indices, w_to_matrix)
+
+__all__ = ["RateModels", "load_rate_models", "default_equations_path", "RateNetwork"]
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_equations_path() -> Path:
+    """models/rate_equations.toml of the repository (or salspike/data/ in an installed copy)."""
+    for p in (_ROOT / "models" / "rate_equations.toml", Path(__file__).resolve().parents[1] / "data" / "rate_equations.toml"):
+        if p.is_file():
+            return p
+    raise ConfigError("rate equations not found: expected models/rate_equations.toml in the repository")
+
+
+# --------------------------------------------------------------------------- models
+
+_POP_ROLES = ("input", "upstream", "downstream", "error")
+# population role in the layout -> population model in the equations file
+_MODEL_OF_ROLE = {"input": "input", "upstream": "upstream", "output": "upstream",
+                  "downstream": "downstream", "error": "error"}
+_KINDS = ("hebbian", "heterosynaptic")
+_VARIANTS = {"V": ("v_signal", ("post_dd", "pre_dd"), "post_dd"),
+             "Vbar": ("vbar_signal", ("post_du", "pre_du"), "post_du")}
+
+
+@dataclasses.dataclass(frozen=True)
+class RateModels:
+    """The validated content of a rate-equations file (see models/rate_equations.toml)."""
+
+    source: str
+    method: str
+    populations: dict
+    nonlinearities: dict
+    losses: dict
+    synapses: dict
+    plasticity: str
+    fixed: str
+
+    # -- assembled strings ----------------------------------------------------
+    def population_equations(self, role: str, nonlinearity: str | None = None, loss: str | None = None) -> str:
+        eqs = self.populations[role]["equations"].strip()
+        if role == "upstream":
+            eqs += "\n" + self.nonlinearities["upstream"][nonlinearity]
+        elif role == "downstream":
+            eqs += "\n" + self.nonlinearities["downstream"][nonlinearity]
+        elif role == "error":
+            eqs += "\n" + self.losses[loss]["equations"].strip()
+        return eqs + "\n"
+
+    def post_factor(self, group: str, options: Mapping[str, str]) -> str:
+        pf = self.synapses[group]["post_factor"]
+        if isinstance(pf, str):
+            return pf
+        opt, _, _ = _VARIANTS[group]
+        return pf[options[opt]]
+
+    def synapse_model(self, group: str, plastic: bool, options: Mapping[str, str] | None = None,
+                      post_factor: str | None = None) -> str:
+        """Model string of a W/Wbar/V/Vbar group: plastic (plasticity ODE with the rule's factors
+        as subexpressions; the post factor chosen by `options` unless given) or fixed (`w : 1`)."""
+        spec = self.synapses[group]
+        lines = [spec["model"].strip()]
+        if plastic:
+            pf = post_factor if post_factor is not None else self.post_factor(group, options or {})
+            lines += [self.plasticity.strip(), f"pre_factor = {spec['pre_factor']} : 1",
+                      f"post_factor = {pf} : 1"]
+        else:
+            lines.append(self.fixed.strip())
+        return "\n".join(lines) + "\n"
+
+
+def _fail(source: str, where: str, msg: str):
+    raise ConfigError(f"{source}: [{where}] {msg}")
+
+
+def _identifiers(expr: str) -> set[str]:
+    from brian2.utils.stringtools import get_identifiers
+
+    return set(get_identifiers(expr))
+
+
+def _parse(source: str, where: str, text: str):
+    from brian2 import Equations
+    from brian2.equations.equations import EquationError
+
+    try:
+        return Equations(text)
+    except (EquationError, ValueError, SyntaxError, TypeError) as err:
+        _fail(source, where, f"not valid Brian2 equations: {err}\n{text}")
+
+
+def load_rate_models(path: str | Path | None = None) -> RateModels:
+    """Read and validate a rate-equations TOML file (default `default_equations_path()`).
+
+    Checks: required tables and keys; every equation string parses as Brian2 equations; every
+    population carries the protocol hooks (``stim(t, i)``, ``clamp_on``, ``clamp_value``) and
+    the snapshot ``<activity>_rec``; each synapse group's summed target is an input of its
+    postsynaptic population; ``kind = "heterosynaptic"`` rules use an input of the postsynaptic
+    neuron that another group delivers (not its own summed variable, not the activity) and
+    ``kind = "hebbian"`` rules use the postsynaptic activity (Algorithm 1's variants may use its
+    drive); the presynaptic factor is the presynaptic activity.
+    """
+    path = Path(path) if path is not None else default_equations_path()
+    source = str(path)
+    if not path.is_file():
+        raise ConfigError(f"rate equations file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML: {err}") from None
+    for key in ("populations", "nonlinearities", "losses", "synapses", "plasticity", "fixed"):
+        if key not in data:
+            raise ConfigError(f"{source}: missing table [{key}]")
+    method = data.get("method", "euler")
+    if method != "euler":
+        # the one-step clamp/snapshot terms ((value - x)/dt) and the rate-limit analysis assume
+        # forward Euler
+        raise ConfigError(f"{source}: method = {method!r}; the rate level uses 'euler'")
+    pops = data["populations"]
+    for role in _POP_ROLES:
+        if role not in pops:
+            _fail(source, "populations", f"missing population model '{role}' (need {', '.join(_POP_ROLES)})")
+        spec = pops[role]
+        for key in ("activity", "equations"):
+            if key not in spec:
+                _fail(source, f"populations.{role}", f"missing key '{key}'")
+        spec.setdefault("inputs", [])
+    nl = data["nonlinearities"]
+    for stream, names in (("upstream", ("relu", "identity")), ("downstream", ("identity", "relu_jacobian", "relu"))):
+        for n in names:
+            if n not in nl.get(stream, {}):
+                _fail(source, f"nonlinearities.{stream}", f"missing '{n}'")
+    for loss, spec in data["losses"].items():
+        for key in ("equations", "pred_connect", "pred_model"):
+            if key not in spec:
+                _fail(source, f"losses.{loss}", f"missing key '{key}'")
+        if spec["pred_connect"] not in ("one_to_one", "all_to_all"):
+            _fail(source, f"losses.{loss}", "pred_connect must be one_to_one or all_to_all")
+    if "mse" not in data["losses"]:
+        _fail(source, "losses", "missing 'mse'")
+    plasticity = data["plasticity"].get("equations")
+    fixed = data["fixed"].get("equations")
+    if not plasticity or not fixed:
+        _fail(source, "plasticity/fixed", "both need an 'equations' string")
+    models = RateModels(source, method, pops, nl, data["losses"], data["synapses"], plasticity, fixed)
+
+    # parse every assembled population model and check the hooks
+    role_models = {"input": [models.population_equations("input")],
+                   "upstream": [models.population_equations("upstream", n) for n in nl["upstream"]],
+                   "downstream": [models.population_equations("downstream", n) for n in nl["downstream"]],
+                   "error": [models.population_equations("error", loss=l) for l in data["losses"]]}
+    declared: dict[str, set] = {}
+    for role, texts in role_models.items():
+        act = pops[role]["activity"]
+        for text in texts:
+            eqs = _parse(source, f"populations.{role}", text)
+            names = set(eqs.names)
+            idents = set().union(*[_identifiers(e.expr.code) for e in eqs.values() if e.expr is not None])
+            missing = [v for v in ("clamp_on", "clamp_value", act, f"{act}_rec") if v not in names]
+            if missing:
+                _fail(source, f"populations.{role}", f"must declare {missing} (protocol hooks / snapshot)")
+            if "stim" not in idents:
+                _fail(source, f"populations.{role}", "must use the extra input stim(t, i) (protocol hook)")
+            for inp in pops[role]["inputs"]:
+                if inp not in names:
+                    _fail(source, f"populations.{role}", f"input '{inp}' is listed but not declared")
+            declared.setdefault(role, set()).update(names)
+    _parse(source, "plasticity", plasticity)
+
+    # synapse groups
+    role_of = {"upstream": "upstream", "downstream": "downstream"}
+    for group in GROUPS:
+        if group not in data["synapses"]:
+            _fail(source, "synapses", f"missing group '{group}'")
+        spec = data["synapses"][group]
+        where = f"synapses.{group}"
+        for key in ("kind", "pre", "post", "summed", "model", "pre_factor", "post_factor"):
+            if key not in spec:
+                _fail(source, where, f"missing key '{key}'")
+        if spec["kind"] not in _KINDS:
+            _fail(source, where, f"kind = {spec['kind']!r}; choose one of {list(_KINDS)}")
+        pre, post = role_of.get(spec["pre"]), role_of.get(spec["post"])
+        if pre is None or post is None:
+            _fail(source, where, "pre and post must be 'upstream' or 'downstream'")
+        pre_act, post_act = pops[pre]["activity"], pops[post]["activity"]
+        post_inputs = set(pops[post]["inputs"])
+        if spec["summed"] not in post_inputs:
+            _fail(source, where, f"summed target '{spec['summed']}' is not an input of the {post} population "
+                                 f"({sorted(post_inputs)})")
+        if f"{spec['summed']}_post" not in _identifiers(spec["model"]) or "(summed)" not in spec["model"]:
+            _fail(source, where, f"model must write '{spec['summed']}_post' as a (summed) variable")
+        if spec["pre_factor"] != f"{pre_act}_pre":
+            _fail(source, where, f"pre_factor must be the presynaptic activity '{pre_act}_pre'")
+        pf = spec["post_factor"]
+        if group in _VARIANTS:
+            opt, allowed, default = _VARIANTS[group]
+            if not isinstance(pf, dict) or set(pf) != set(allowed):
+                _fail(source, where, f"post_factor must be a table with keys {list(allowed)} (circuit option {opt})")
+            default_pf, variants = pf[default], [pf[a] for a in allowed]
+        else:
+            if not isinstance(pf, str):
+                _fail(source, where, "post_factor must be a string")
+            default_pf, variants = pf, [pf]
+        if spec["kind"] == "hebbian":
+            if default_pf != f"{post_act}_post":
+                _fail(source, where, f"a hebbian rule uses the postsynaptic activity '{post_act}_post', "
+                                     f"got {default_pf!r}")
+            for v in variants:
+                name = v[:-5] if v.endswith("_post") else None
+                if name is None or name not in declared[post]:
+                    _fail(source, where, f"post_factor {v!r} is not a variable of the {post} population")
+        else:
+            for v in variants:
+                name = v[:-5] if v.endswith("_post") else None
+                if name is None or name not in post_inputs or name == spec["summed"]:
+                    _fail(source, where, f"a heterosynaptic rule uses an input of the postsynaptic neuron that "
+                                         f"another group delivers (one of {sorted(post_inputs - {spec['summed']})}"
+                                         f"), got {v!r}")
+        for v in variants:
+            _parse(source, where, models.synapse_model(group, True, post_factor=v))
+        _parse(source, where, models.synapse_model(group, False))
+    return models
+
+
+# --------------------------------------------------------------------------- network spec
+
+
+def _rate_spec(circuit: Circuit, models: RateModels, layout: Layout, schedule: TrialSchedule,
+               n_trials: int, recordings: list) -> dict:
+    """Everything that fixes the compiled network (JSON-able): object names, sizes, model
+    strings, connectivity, schedule, trials per run and monitors."""
+    plan = algorithm_plan(circuit)
+    opts = circuit.rule_options
+    pops = {}
+    for name, p in layout.populations.items():
+        if p.role == "input":
+            eqs = models.population_equations("input")
+        elif p.role == "upstream":
+            eqs = models.population_equations("upstream", circuit["upstream_nonlinearity"])
+        elif p.role == "output":
+            eqs = models.population_equations("upstream", "identity")
+        elif p.role == "downstream":
+            eqs = models.population_equations("downstream", plan.downstream_nonlinearity)
+        else:
+            eqs = models.population_equations("error", loss=circuit["loss"])
+        act = models.populations[_MODEL_OF_ROLE[p.role]]["activity"]
+        pops[name] = {"brian_name": p.brian_name, "n": p.width, "equations": eqs, "activity": act}
+    syns = {}
+    for name, pr in layout.projections.items():
+        if pr.group == "pred":
+            model = models.losses[circuit["loss"]]["pred_model"].strip() + "\n"
+            plastic = False
+        elif pr.stored:
+            model = models.synapse_model(pr.group, True, opts)
+            plastic = True
+        else:
+            model = models.synapse_model(pr.group, False)
+            plastic = False
+        syns[name] = {"brian_name": pr.brian_name, "pre": layout.populations[pr.pre].brian_name,
+                      "post": layout.populations[pr.post].brian_name, "model": model, "shape": list(pr.shape),
+                      "connect": pr.connect, "plastic": plastic, "has_w": pr.group != "pred"}
+    recs = [dataclasses.asdict(r) for r in recordings]
+    return {"kind": "rate", "method": models.method, "dt_ms": schedule.dt_ms,
+            "steps": [schedule.n_forward, schedule.n_feedback, schedule.n_plasticity], "n_trials": int(n_trials),
+            "populations": pops, "synapses": syns, "recordings": recs,
+            "widths": {"x": layout.populations["h0"].width, "y": layout.populations[f"h{layout.K}"].width}}
+
+
+def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly:
+    """Create the Brian2 objects of a rate network spec (under the selected device)."""
+    dt = spec["dt_ms"]
+    S = sum(spec["steps"])
+    T = S * dt
+    n = spec["n_trials"]
+    asm = NetworkAssembly("rate", dt)
+
+    def tmpl(key, shape):
+        v = template.get(key)
+        return np.zeros(shape) if v is None else np.asarray(v, dtype=np.float64).reshape(shape)
+
+    shared = {"x_in": asm.timed_array("x_in", tmpl("x_in.values", (n, spec["widths"]["x"])), T),
+              "y_in": asm.timed_array("y_in", tmpl("y_in.values", (n, spec["widths"]["y"])), T)}
+    for g in ("gate_fb", "gate_p", "gate_rec"):
+        shared[g] = asm.timed_array(g, tmpl(f"{g}.values", (n * S,)), dt)
+    groups = {}
+    for name, p in spec["populations"].items():
+        stim = asm.timed_array(f"stim_{name}", tmpl(f"stim_{name}.values", (n, p["n"])), T)
+        groups[p["brian_name"]] = asm.neuron_group(p["brian_name"], p["n"], p["equations"],
+                                                   {**shared, "stim": stim}, spec["method"])
+    for name, s in spec["synapses"].items():
+        n_post, n_pre = s["shape"]
+        i, j = dense_indices(n_post, n_pre) if s["connect"] != "one_to_one" else one_to_one_indices(n_post)
+        asm.synapse_group(s["brian_name"], groups[s["pre"]], groups[s["post"]], s["model"], i, j,
+                          shared, spec["method"])
+    for name, p in spec["populations"].items():
+        asm.state_monitor(f"snap_{name}", groups[p["brian_name"]], f"{p['activity']}_rec", T, record=True)
+    for k, r in enumerate(spec["recordings"]):
+        target = r["target"]
+        obj = (groups.get(spec["populations"][target]["brian_name"]) if target in spec["populations"]
+               else asm.synapses[spec["synapses"][target]["brian_name"]])
+        record = True if r["indices"] is None else list(r["indices"])
+        asm.state_monitor(f"rec_{k}", obj, r["variable"], r["dt_ms"], record=record)
+    asm.network()
+    return asm
+
+
+# --------------------------------------------------------------------------- the network
+
+
+_RUNNERS: dict[str, BrianRunner] = {}
+
+
+class RateNetwork:
+    """The circuit as a Brian2 rate network.
+
+    Parameters
+    ----------
+    circuit
+        A resolved `Circuit` (input/output widths known).  Rate parameters: ``rate.tau_up``,
+        ``rate.tau_down``, ``rate.dt``, ``rate.t_forward``, ``rate.t_feedback``,
+        ``rate.t_plasticity`` (ms), ``rate.plasticity`` (one_shot | continuous).
+    weights
+        Initial weights in the cross-level layout (``W{k}``: d_{k+1} x d_k, ...); default
+        `init_weights(circuit)` (the matrix level's initialisation).
+    device
+        ``runtime``, ``cpp_standalone`` or ``cuda_standalone`` (compile-only without a GPU).
+    build_dir
+        Standalone project folder; default ``.salspike_cache/brian/rate-<device>-<hash>``
+        (``$SALSPIKE_CACHE_DIR/brian/...`` when set), the hash covering circuit shape,
+        equations, schedule, trials per run, recordings and device.
+    trials_per_run
+        Trials compiled into one standalone run (a longer call is split into runs of this
+        size, the last one padded with non-plastic trials).  Default: the first call's count.
+        The runtime device runs each call in one run unless this is set.
+    models
+        Path of a rate-equations TOML file (default models/rate_equations.toml).
+    compile_jobs, cuda_options
+        Passed to `salspike.brian.devices.select_device` (``make -j``; brian2cuda settings).
+    codegen_target
+        Brian2 code generation target of the runtime device (``numpy``: no compile step;
+        ``cython``: faster per step after a one-off compile; None: Brian2's preference).
+    """
+
+    def __init__(self, circuit: Circuit, weights: Mapping[str, np.ndarray] | None = None, *,
+                 device: str = "runtime", build_dir: str | Path | None = None,
+                 trials_per_run: int | None = None, models: str | Path | None = None,
+                 compile_jobs: int | None = None, cuda_options: Mapping[str, Any] | None = None,
+                 codegen_target: str | None = "numpy"):
+        if not circuit.resolved:
+            raise ConfigError(f"{circuit.source}: input/output widths are 'auto'; resolve them "
+                              "(Circuit.with_io_widths) before building the rate network")
+        self.models = load_rate_models(models)
+        self.device = device
+        self.build_dir = build_dir
+        self.compile_jobs = compile_jobs
+        self.cuda_options = cuda_options
+        self.codegen_target = codegen_target
+        if trials_per_run is not None and (not isinstance(trials_per_run, int) or trials_per_run < 1):
+            raise ConfigError(f"trials_per_run must be a positive integer, got {trials_per_run!r}")
+        self.trials_per_run = trials_per_run
+        self._set_circuit(circuit)
+        self.protocol = Protocol(self.layout)
+        self.set_weights(init_weights(circuit) if weights is None else weights)
+        self.recordings: dict[str, dict[str, np.ndarray]] = {}
+        self.last_runner: BrianRunner | None = None
+
+    # -- circuit and parameters -------------------------------------------------
+    def _set_circuit(self, circuit: Circuit) -> None:
+        plan = algorithm_plan(circuit)
+        if plan.wbar_mode == "tied":
+            raise ConfigError(f"{circuit.source}: algorithm 'bp' ties Wbar to W^T (weight transport), which no "
+                              "local synapse rule expresses; the rate level runs sal, fa and kp. Use the matrix "
+                              "level for bp.")
+        if plan.wbar_mode == "mirror":
+            raise ConfigError(f"{circuit.source}: algorithm 'wm' (weight mirroring) needs a separate noise-driven "
+                              "mirror phase that the rate level does not implement; use the matrix level, or 'kp'.")
+        if circuit["loss"] not in self.models.losses:
+            raise ConfigError(f"{circuit.source}: loss {circuit['loss']!r} has no error-module model in "
+                              f"{self.models.source} (have {sorted(self.models.losses)})")
+        self.schedule = TrialSchedule.from_circuit(circuit)
+        self.schedule.plasticity_time_ms(circuit["rate.plasticity"])
+        self.circuit = circuit
+        self.plan = plan
+        self.options = circuit.rule_options
+        self.layout = circuit_layout(circuit, self.models.losses[circuit["loss"]]["pred_connect"])
+
+    def set_circuit(self, circuit: Circuit) -> None:
+        """New run-time parameters (learning rates, gamma, time constants, plasticity mode...).
+        A circuit of the same structure reuses the compiled network; widths, nonlinearities,
+        loss, rule variants, dt or phase lengths select (and if needed compile) another one."""
+        old = self.layout
+        self._set_circuit(circuit)
+        if {k: (p.width) for k, p in old.populations.items()} != {k: p.width for k, p in self.layout.populations.items()}:
+            raise ShapeError("set_circuit: the widths differ; create a new RateNetwork")
+        self.protocol.layout = self.layout
+
+    # -- weights ------------------------------------------------------------------
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        check_weights(self.circuit, dict(weights))
+        self.weights = {k: np.array(weights[k], dtype=np.float64) for k in self.circuit.shapes()}
+        for name in self.protocol.lesioned:
+            if name in self.weights:
+                self.weights[name][...] = 0.0
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.weights.items()}
+
+    # -- protocol hooks -----------------------------------------------------------
+    def stimulate(self, population: str, value) -> None:
+        """Extra input to population ``h{k}``/``hbar{k}``: scalar, (width,), or (n_trials, width)
+        per trial of the next `run_trials`; None removes it.  Added in every phase."""
+        self.protocol.stimulate(population, value)
+
+    def clamp(self, population: str, value, neurons: Iterable[int] | None = None) -> None:
+        """Hold the activity of a population (or some of its neurons) at ``value``."""
+        self.protocol.clamp(population, value, neurons)
+
+    def unclamp(self, population: str) -> None:
+        self.protocol.unclamp(population)
+
+    def freeze(self, group: str) -> list[str]:
+        """No plasticity in a synapse group ('W' = every W{k}, or 'W1')."""
+        return self.protocol.freeze(group)
+
+    def unfreeze(self, group: str) -> list[str]:
+        return self.protocol.unfreeze(group)
+
+    def lesion(self, group: str) -> list[str]:
+        """Weights of the group(s) set to zero and kept there (no plasticity)."""
+        names = self.protocol.lesion(group)
+        for n in names:
+            if n in self.weights:
+                self.weights[n][...] = 0.0
+        return names
+
+    def record(self, target: str, variable: str, dt: float | None = None,
+               indices: Iterable[int] | None = None) -> str:
+        """Record ``variable`` of a population or synapse group every ``dt`` ms (default: every
+        step) during the next runs; results in ``self.recordings[key]`` as ``{"t": ms,
+        "values": (n_samples, n_recorded)}`` (``w`` of a dense group with all synapses:
+        (n_samples, n_post, n_pre)).  Changes the compiled network."""
+        return self.protocol.record(target, variable, dt, indices)
+
+    def clear_recordings(self) -> None:
+        self.protocol.recordings.clear()
+        self.recordings = {}
+
+    # -- building -----------------------------------------------------------------
+    def _spec(self, n_trials: int) -> dict:
+        return _rate_spec(self.circuit, self.models, self.layout, self.schedule, n_trials,
+                          self.protocol.sorted_recordings())
+
+    def runner(self, n_trials: int) -> BrianRunner:
+        spec = self._spec(n_trials)
+        runner = BrianRunner(self.device, lambda template, spec=spec: _assemble(spec, template), spec,
+                             kind="rate", build_dir=self.build_dir, compile_jobs=self.compile_jobs,
+                             cuda_options=self.cuda_options, codegen_target=self.codegen_target)
+        key = f"{runner.hash}:{runner.build_dir}"
+        if key in _RUNNERS:
+            return _RUNNERS[key]
+        _RUNNERS[key] = runner
+        return runner
+
+    def compile(self, n_trials: int | None = None, *, compile: bool = True) -> BrianRunner:
+        """Standalone: generate and (compile=True) compile the project for ``n_trials`` trials
+        per run without running it (e.g. cuda_standalone on a machine without a GPU)."""
+        n = n_trials or self.trials_per_run or 1
+        if self.trials_per_run is None and self.device != "runtime":
+            self.trials_per_run = n
+        runner = self.runner(n)
+        runner.compile(self._template(n), self.schedule.duration_ms(n), compile=compile)
+        self.last_runner = runner
+        return runner
+
+    def _template(self, n: int) -> dict:
+        S = self.schedule.steps_per_trial
+        out = {"x_in.values": np.zeros((n, self.circuit.widths[0])),
+               "y_in.values": np.zeros((n, self.circuit.widths[-1]))}
+        for g in ("gate_fb", "gate_p", "gate_rec"):
+            out[f"{g}.values"] = np.zeros(n * S)
+        for name, p in self.layout.populations.items():
+            out[f"stim_{name}.values"] = np.zeros((n, p.width))
+        return out
+
+    def _values(self, x: np.ndarray, y: np.ndarray, n_valid: int, stim: dict) -> dict:
+        """Every run-time value (handle key -> plain value in Brian2 base units)."""
+        c, plan, mode = self.circuit, self.plan, self.circuit["rate.plasticity"]
+        n = x.shape[0]
+        mask = (np.arange(n) < n_valid).astype(float)
+        vals: dict[str, Any] = {"x_in.values": x, "y_in.values": y}
+        for g, arr in self.schedule.gates(n, mode, mask).items():
+            vals[f"{g}.values"] = arr
+        for name, p in self.layout.populations.items():
+            b = p.brian_name
+            vals[f"stim_{name}.values"] = stim[name]
+            on, value = self.protocol.clamp_values(name)
+            vals[f"{b}.clamp_on"] = on
+            vals[f"{b}.clamp_value"] = value
+            if p.role in ("upstream", "output"):
+                vals[f"{b}.tau_up"] = c["rate.tau_up"] * 1e-3
+            elif p.role in ("downstream", "error"):
+                vals[f"{b}.tau_down"] = c["rate.tau_down"] * 1e-3
+        T_p = self.schedule.plasticity_time_ms(mode) * 1e-3
+        for name, pr in self.layout.projections.items():
+            b = pr.brian_name
+            if pr.group == "pred":
+                continue
+            i, j = connection_indices(pr)
+            if pr.stored:
+                W = self.weights[name]
+            else:  # the fixed output identity Vbar^{K-1}
+                W = np.zeros(pr.shape) if name in self.protocol.lesioned else np.eye(*pr.shape)
+            vals[f"{b}.w"] = matrix_to_w(W, i, j)
+            if pr.stored:
+                g = pr.group
+                learns = g in plan.plastic and not (g == "Wbar" and plan.wbar_mode != "plastic")
+                learns = learns and name not in self.protocol.frozen and name not in self.protocol.lesioned
+                eta = plan.eta[g]
+                vals[f"{b}.eta"] = eta
+                vals[f"{b}.c_decay"] = rules.decay_coefficient(eta, c["gamma"], self.options["decay"])
+                vals[f"{b}.plastic"] = 1.0 if learns else 0.0
+                vals[f"{b}.T_p"] = T_p
+        return vals
+
+    # -- running ------------------------------------------------------------------
+    def run_trials(self, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Run one trial per row of ``x`` (n, d_0) with targets ``y`` (n, d_K), one plasticity
+        window each (online learning, in order).  Returns ``(new_weights, activities)``:
+        activities ``h0..hK`` and ``hbar1..hbarK`` as (n, width) arrays, recorded at the end of
+        each trial's feedback phase, before its update."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        d = self.circuit.widths
+        if x.ndim != 2 or x.shape[1] != d[0]:
+            raise ShapeError(f"inputs x have shape {x.shape}, expected (n, {d[0]})")
+        if y.shape != (x.shape[0], d[-1]):
+            raise ShapeError(f"targets y have shape {y.shape}, expected ({x.shape[0]}, {d[-1]})")
+        n = x.shape[0]
+        if n == 0:
+            raise ShapeError("run_trials needs at least one trial")
+        stim_all = {name: self.protocol.stimulus(name, n) for name in self.layout.populations}
+        if self.device == "runtime":
+            chunk = self.trials_per_run or n
+        else:
+            if self.trials_per_run is None:
+                self.trials_per_run = n
+            chunk = self.trials_per_run
+        acts: dict[str, list] = {}
+        recs: dict[str, dict[str, list]] = {}
+        t_offset = 0.0
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            nv = stop - start
+            pad = chunk - nv if self.device != "runtime" else 0  # standalone: compiled trial count
+            m = nv + pad
+
+            def padded(a):
+                return np.concatenate([a[start:stop], np.zeros((pad, a.shape[1]))]) if pad else a[start:stop]
+
+            values = self._values(padded(x), padded(y), nv, {k: padded(v) for k, v in stim_all.items()})
+            runner = self.runner(m)
+            self.last_runner = runner
+            out = runner.run(values, self.schedule.duration_ms(m), self._collect,
+                             template=self._template(m) if runner.standalone else None)
+            for k, w in out["weights"].items():
+                self.weights[k] = w
+            for k, a in out["activities"].items():
+                acts.setdefault(k, []).append(a[:nv])
+            t_valid = self.schedule.duration_ms(nv)
+            for key, r in out["recordings"].items():
+                keep = r["t"] < t_valid - 1e-9
+                recs.setdefault(key, {"t": [], "values": []})
+                recs[key]["t"].append(r["t"][keep] + t_offset)
+                recs[key]["values"].append(r["values"][keep])
+            t_offset += t_valid
+        for name, w in self.weights.items():
+            if not np.all(np.isfinite(w)):
+                raise DivergenceError(f"rate network diverged: {name} has NaN/inf after the run; lower the "
+                                      "learning rates (eta.*) or shorten rate.dt relative to the time constants")
+        self.recordings = {k: {"t": np.concatenate(v["t"]), "values": np.concatenate(v["values"])}
+                           for k, v in recs.items()}
+        activities = {k: np.concatenate(v) for k, v in acts.items()}
+        order = [f"h{k}" for k in range(self.layout.K + 1)] + [f"hbar{k}" for k in range(1, self.layout.K + 1)]
+        return self.get_weights(), {k: activities[k] for k in order}
+
+    def _collect(self, asm: NetworkAssembly) -> dict:
+        weights = {}
+        for name, pr in self.layout.projections.items():
+            if not pr.stored:
+                continue
+            s = asm.synapses[pr.brian_name]
+            weights[name] = w_to_matrix(np.asarray(s.w[:]), np.asarray(s.i[:]), np.asarray(s.j[:]), pr.shape)
+        activities = {}
+        for name, p in self.layout.populations.items():
+            act = "h" if p.stream == "up" else "hbar"
+            mon = asm.monitors[f"snap_{name}"]
+            samples = np.asarray(getattr(mon, f"{act}_rec")).T  # (n_samples, width), t = 0, T, 2T, ...
+            final = np.asarray(getattr(asm.neurons[p.brian_name], f"{act}_rec")[:])[None, :]
+            activities[name] = np.concatenate([samples[1:], final])
+        recordings = {}
+        for k, r in enumerate(self.protocol.sorted_recordings()):
+            key, target, variable, indices = r.key, r.target, r.variable, r.indices
+            mon = asm.monitors[f"rec_{k}"]
+            vals = np.asarray(getattr(mon, variable)).T
+            t = np.asarray(mon.t_) * 1e3
+            if target in self.layout.projections and variable == "w" and indices is None:
+                pr = self.layout.projections[target]
+                if pr.connect in ("dense", "all_to_all"):
+                    s = asm.synapses[pr.brian_name]
+                    i, j = np.asarray(s.i[:]), np.asarray(s.j[:])
+                    vals = np.stack([w_to_matrix(v, i, j, pr.shape) for v in vals]) if len(vals) else \
+                        np.zeros((0, *pr.shape))
+            recordings[key] = {"t": t, "values": vals}
+        return {"weights": weights, "activities": activities, "recordings": recordings}

@@ -1,0 +1,122 @@
+"""Training on a dataset at any level, with per-epoch metrics, checkpoints and resume.
+
+Every epoch ends with an atomic checkpoint (weights, data-order RNG state, epoch) and one
+line of ``metrics.jsonl``; ``summary.json`` marks a finished run.  A divergence (NaN, inf or a
+weight norm above ``divergence_limit``) stops the run with a message naming the epoch, step,
+layer and group; the last good state stays in ``checkpoint.npz`` and ``diverged.json`` says
+what happened.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .circuit import Circuit
+from .datasets import Dataset
+from .errors import DivergenceError
+from .levels import make_level
+from .matrix.engine import MatrixNetwork
+from .metrics import evaluate, layer_metrics
+from .results import RunDir, provenance
+
+
+def _progress(total, desc, enabled):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        enabled = False
+    if not enabled:
+        class _Null:
+            def update(self, n=1): ...
+            def set_postfix(self, **kw): ...
+            def close(self): ...
+        return _Null()
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr)
+
+
+def epoch_metrics(circuit: Circuit, weights: dict, data: Dataset, probe: int) -> dict:
+    """Loss and accuracy on both splits, and the per-layer alignment metrics on a probe batch."""
+    net = MatrixNetwork(circuit, weights)
+    train = evaluate(net, data.x_train, data.y_train, data.labels_train)
+    test = evaluate(net, data.x_test, data.y_test, data.labels_test)
+    n = min(probe, data.x_train.shape[0])
+    return {"train_loss": train["loss"], "train_accuracy": train["accuracy"],
+            "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+            "layers": layer_metrics(net, data.x_train[:n], data.y_train[:n])}
+
+
+def train(circuit: Circuit, data: Dataset, out: str | None = None, *, level: str = "matrix",
+          epochs: int | None = None, resume: bool = False, progress: bool | None = None,
+          level_options: dict | None = None, log=print) -> dict:
+    """Train `circuit` on `data`; return the summary (also written to ``out/summary.json``)."""
+    circuit = circuit.with_io_widths(data.input_width, data.output_width)
+    data = data.astype(circuit.dtype)
+    epochs = circuit["training.epochs"] if epochs is None else epochs
+    batch = circuit["training.batch_size"]
+    online = circuit["training.online"] or level != "matrix"
+    progress = sys.stderr.isatty() if progress is None else progress
+    run = RunDir(out, resume=resume) if out else None
+    order_rng = np.random.default_rng([circuit["seed"], 2])
+    start_epoch, weights, history = 0, None, []
+    if run is not None:
+        run.write_json("config.json", {"model": circuit.to_dict(), "level": level, "dataset": data.name,
+                                       "source": circuit.source, "level_options": level_options or {}})
+        from .results import atomic_write_text
+        atomic_write_text(run.file("model.toml"), circuit.to_toml())
+        found = run.latest_checkpoint() if resume else None
+        if found is not None:
+            weights, meta = found
+            start_epoch = int(meta["epoch"])
+            order_rng.bit_generator.state = meta["order_rng"]
+            run.trim_metrics(start_epoch)
+            history = run.read_metrics()
+            log(f"resuming {out} after epoch {start_epoch}")
+    lvl = make_level(level, circuit, weights, **(level_options or {}))
+    timings = {"train_s": 0.0, "eval_s": 0.0}
+    if start_epoch == 0 and run is not None and not history:
+        pass
+    try:
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            perm = order_rng.permutation(data.x_train.shape[0])
+            steps = range(0, len(perm), batch)
+            bar = _progress(len(steps), f"epoch {epoch + 1}/{epochs}", progress)
+            for step_i, i in enumerate(steps):
+                idx = perm[i:i + batch]
+                lvl.step(data.x_train[idx], data.y_train[idx], online=online)
+                lvl.check_health(f" at epoch {epoch + 1}, step {step_i + 1}")
+                bar.update()
+            bar.close()
+            t1 = time.perf_counter()
+            record = {"epoch": epoch + 1, **epoch_metrics(circuit, lvl.weights, data, circuit["training.eval_batch"]),
+                      "epoch_s": t1 - t0}
+            timings["train_s"] += t1 - t0
+            timings["eval_s"] += time.perf_counter() - t1
+            history.append(record)
+            if run is not None:
+                run.append_metrics(record)
+                run.checkpoint(dict(lvl.weights), {"epoch": epoch + 1, "order_rng": order_rng.bit_generator.state})
+            log(f"epoch {epoch + 1:3d}/{epochs}  train loss {record['train_loss']:.4f}  "
+                f"test acc {record['test_accuracy']:.4f}  "
+                f"delta angles {[round(m['delta_angle'], 1) for m in record['layers']]}")
+    except DivergenceError as exc:
+        if run is not None:
+            run.write_json("diverged.json", {"error": str(exc), "last_good_epoch": len(history),
+                                             "checkpoint": run.file("checkpoint.npz")})
+            raise DivergenceError(f"{exc}. Last good state (epoch {len(history)}) kept in "
+                                  f"{run.file('checkpoint.npz')}") from None
+        raise
+    finally:
+        lvl.close()
+    final = history[-1] if history else epoch_metrics(circuit, lvl.weights, data, circuit["training.eval_batch"])
+    summary = {"final_test_accuracy": final["test_accuracy"], "final_train_accuracy": final["train_accuracy"],
+               "final_test_loss": final["test_loss"], "epochs": epochs, "level": level,
+               "algorithm": circuit["algorithm"], "dataset": data.name, "seed": circuit["seed"],
+               "timings": timings, "provenance": provenance()}
+    if run is not None:
+        run.save_arrays("weights.npz", **lvl.weights)
+        run.finish(summary)
+    return summary
