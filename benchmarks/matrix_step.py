@@ -62,21 +62,17 @@ def flops_sal(d, db, n):
     return f
 
 
-def best_time(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def interleaved(fns, repeats):
+    """Time several functions alternately so that machine noise hits them alike."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
-def matmul_rate(dtype, repeats):
-    a = np.random.default_rng(0).standard_normal((BATCH, 1000)).astype(dtype)
-    b = np.random.default_rng(1).standard_normal((1000, 1000)).astype(dtype)
-    t = best_time(lambda: a @ b, repeats * 5)
-    return 2 * BATCH * 1000 * 1000 / t / 1e9
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t)
+    return [float(np.min(t)) for t in times]
 
 
 def main():
@@ -87,7 +83,6 @@ def main():
     print(f"{'dtype':8s} {'ratio':>5s} {'SAL ms':>8s} {'BP ms':>8s} {'time x':>7s} {'FLOP x':>7s} "
           f"{'SAL GF/s':>9s} {'matmul GF/s':>11s} {'of matmul':>9s}")
     for dtype in ("float32", "float64"):
-        mm = matmul_rate(dtype, args.repeats)
         for ratio in (1.0, 5.0):
             c = Circuit.from_dict({"hidden": WIDTHS[1:-1], "input_width": WIDTHS[0], "output_width": WIDTHS[-1],
                                    "downstream_ratio": ratio, "dtype": dtype,
@@ -96,8 +91,11 @@ def main():
             x = rng.standard_normal((BATCH, WIDTHS[0])).astype(dtype)
             y = rng.standard_normal((BATCH, WIDTHS[-1])).astype(dtype)
             W = [net.weights[f"W{k}"].copy() for k in range(4)]
-            t_sal = best_time(lambda: net.step(x, y), args.repeats)
-            t_bp = best_time(lambda: plain_bp_step(W, x, y, 1e-4), args.repeats)
+            a = rng.standard_normal((BATCH, 1000)).astype(dtype)
+            b = rng.standard_normal((1000, 1000)).astype(dtype)
+            t_sal, t_bp, t_mm = interleaved([lambda: net.step(x, y), lambda: plain_bp_step(W, x, y, 1e-4),
+                                             lambda: a @ b], args.repeats)
+            mm = 2 * BATCH * 1000 * 1000 / t_mm / 1e9
             f_sal = flops_sal(c.widths, c.downstream_widths, BATCH)
             f_bp = flops_bp(c.widths, BATCH)
             rate = f_sal / t_sal / 1e9

@@ -297,3 +297,19 @@ def test_weights_file_shape_errors():
     w.pop("W0")
     with pytest.raises(ShapeError, match="missing key"):
         MatrixNetwork(c, w)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rule", ["equations", "algorithm1"])
+def test_fused_blas_step_equals_weights_plus_updates(dtype, rule):
+    c = random_circuit(rule, seed=7, dtype=dtype)
+    x = RNG.standard_normal((9, c.widths[0]))
+    y = RNG.standard_normal((9, c.widths[-1]))
+    a, b = MatrixNetwork(c), MatrixNetwork(c)
+    deltas = b.updates(b.activities(x, y))
+    b.apply(deltas)
+    a.step(x, y)
+    tol = 1e-5 if dtype == "float32" else 1e-13
+    for name in a.weights:
+        assert a.weights[name].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a.weights[name], b.weights[name], rtol=tol, atol=tol, err_msg=name)

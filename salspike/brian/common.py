@@ -543,13 +543,14 @@ class BrianRunner:
     def __init__(self, device: str, make: Callable[[Mapping[str, np.ndarray]], NetworkAssembly],
                  structure: Any, *, kind: str = "net", build_dir: str | os.PathLike | None = None,
                  compile_jobs: int | None = None, cuda_options: Mapping[str, Any] | None = None,
-                 codegen_target: str | None = "numpy"):
+                 codegen_target: str | None = "numpy", profile: bool = False):
         if device not in devices.DEVICES:
             raise DeviceError(f"unknown Brian2 device {device!r}; allowed: {', '.join(devices.DEVICES)}")
         self.device = device
         self.make = make
         self.structure = structure
-        self.hash = structure_hash({"device": device, "structure": structure})
+        self.profile = bool(profile)
+        self.hash = structure_hash({"device": device, "structure": structure, "profile": self.profile})
         self.build_dir = (Path(build_dir) if build_dir is not None
                           else cache_root() / f"{kind}-{device}-{self.hash}").resolve()
         self.compile_jobs = compile_jobs
@@ -597,7 +598,7 @@ class BrianRunner:
         t0 = time.perf_counter()
         self.assembly = self.make(template)
         net = self.assembly.network()
-        net.run(duration_ms * brian2.ms, namespace={})
+        net.run(duration_ms * brian2.ms, namespace={}, profile=self.profile)
         t1 = time.perf_counter()
         before = self.binary_mtime()
         self.build_dir.mkdir(parents=True, exist_ok=True)
@@ -620,7 +621,7 @@ class BrianRunner:
                 net = self.assembly.network()
                 self._apply_runtime(values)
                 t0 = time.perf_counter()
-                net.run(duration_ms * brian2.ms, namespace={})
+                net.run(duration_ms * brian2.ms, namespace={}, profile=self.profile)
                 self.timings["run_s"] = time.perf_counter() - t0
             return collect(self.assembly)
         self.compile(template if template is not None else values, duration_ms)
@@ -641,7 +642,14 @@ class BrianRunner:
         finally:
             self._remove_run_arg_files(dev)
         self.timings["run_s"] = time.perf_counter() - t0
+        self.timings["binary_s"] = float(getattr(dev, "timers", {}).get("run_binary") or 0.0)
         return collect(self.assembly)
+
+    def profiling_info(self) -> dict[str, float]:
+        """Seconds per code object in the last run (needs ``profile=True``)."""
+        if not self.profile or self.assembly is None:
+            raise DeviceError("profiling_info needs a runner created with profile=True that has run")
+        return {name: float(t) for name, t in self.assembly.network().profiling_info}
 
     # -- values ------------------------------------------------------------------
     def _as_quantity(self, handle, value):

@@ -383,13 +383,15 @@ class RateNetwork:
     codegen_target
         Brian2 code generation target of the runtime device (``numpy``: no compile step;
         ``cython``: faster per step after a one-off compile; None: Brian2's preference).
+    profile
+        Collect Brian2's per-code-object timings (``last_runner.profiling_info()``).
     """
 
     def __init__(self, circuit: Circuit, weights: Mapping[str, np.ndarray] | None = None, *,
                  device: str = "runtime", build_dir: str | Path | None = None,
                  trials_per_run: int | None = None, models: str | Path | None = None,
                  compile_jobs: int | None = None, cuda_options: Mapping[str, Any] | None = None,
-                 codegen_target: str | None = "numpy"):
+                 codegen_target: str | None = "numpy", profile: bool = False):
         if not circuit.resolved:
             raise ConfigError(f"{circuit.source}: input/output widths are 'auto'; resolve them "
                               "(Circuit.with_io_widths) before building the rate network")
@@ -399,6 +401,7 @@ class RateNetwork:
         self.compile_jobs = compile_jobs
         self.cuda_options = cuda_options
         self.codegen_target = codegen_target
+        self.profile = bool(profile)
         if trials_per_run is not None and (not isinstance(trials_per_run, int) or trials_per_run < 1):
             raise ConfigError(f"trials_per_run must be a positive integer, got {trials_per_run!r}")
         self.trials_per_run = trials_per_run
@@ -498,7 +501,8 @@ class RateNetwork:
         spec = self._spec(n_trials)
         runner = BrianRunner(self.device, lambda template, spec=spec: _assemble(spec, template), spec,
                              kind="rate", build_dir=self.build_dir, compile_jobs=self.compile_jobs,
-                             cuda_options=self.cuda_options, codegen_target=self.codegen_target)
+                             cuda_options=self.cuda_options, codegen_target=self.codegen_target,
+                             profile=self.profile)
         key = f"{runner.hash}:{runner.build_dir}"
         if key in _RUNNERS:
             return _RUNNERS[key]

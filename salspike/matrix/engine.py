@@ -170,8 +170,9 @@ class MatrixNetwork:
         hbar, drive = rules.downstream(self.Wbar, self.V, h, top, self.plan.downstream_nonlinearity)
         return Activities(h, a, hbar, drive)
 
-    def updates(self, act: Activities) -> dict[str, np.ndarray]:
-        """The four rules (Eqs. 5-8, or Algorithm 1 per `rule_options`) for every plastic weight."""
+    def _factors(self, act: Activities) -> dict[str, tuple]:
+        """name -> (post, pre, eta, decay coefficient) of every plastic weight's rule
+        (Eqs. 5-8, or Algorithm 1 per `rule_options`), all from the pre-step state."""
         eta, gamma, opt, plan = self.plan.eta, self.circuit["gamma"], self.options, self.plan
         h, a, hbar, drive = act.h, act.a, act.hbar, act.drive
         W, Wbar, V, Vbar = self.W, self.Wbar, self.V, self.Vbar
@@ -182,16 +183,21 @@ class MatrixNetwork:
         out = {}
         for k in range(self.K):
             if "W" in plan.plastic:
-                out[f"W{k}"] = rules.delta_W(Vbar[k], hbar[k + 1], h[k], W[k], eta["W"], c("W"))
+                out[f"W{k}"] = (*rules.W_factors(Vbar[k], hbar[k + 1], h[k]), eta["W"], c("W"))
             if k >= 1 and "V" in plan.plastic:
                 signal = hbar[k] if opt["v_signal"] == "post_dd" else drive[k]
-                out[f"V{k}"] = rules.delta_V(signal, h[k], V[k], eta["V"], c("V"))
+                out[f"V{k}"] = (*rules.V_factors(signal, h[k]), eta["V"], c("V"))
             if k >= 1 and "Wbar" in plan.plastic and plan.wbar_mode == "plastic":
-                out[f"Wbar{k}"] = rules.delta_Wbar(h[k] @ V[k].T, hbar[k + 1], Wbar[k], eta["Wbar"], c("Wbar"))
+                out[f"Wbar{k}"] = (*rules.Wbar_factors(V[k], h[k], hbar[k + 1]), eta["Wbar"], c("Wbar"))
             if k < self.K - 1 and "Vbar" in plan.plastic:
                 signal = h[k + 1] if opt["vbar_signal"] == "post_du" else a[k + 1]
-                out[f"Vbar{k}"] = rules.delta_Vbar(signal, hbar[k + 1], Vbar[k], eta["Vbar"], c("Vbar"))
+                out[f"Vbar{k}"] = (*rules.Vbar_factors(signal, hbar[k + 1]), eta["Vbar"], c("Vbar"))
         return out
+
+    def updates(self, act: Activities) -> dict[str, np.ndarray]:
+        """The update dw of every plastic weight (not applied)."""
+        return {name: rules.hebbian_update(post, pre, self.weights[name], eta, c)
+                for name, (post, pre, eta, c) in self._factors(act).items()}
 
     def mirror_updates(self) -> dict[str, np.ndarray]:
         """Weight mirror (Akrout et al. 2019) as the Wbar rule (Eq. 7) in a mirror phase: noise
@@ -201,13 +207,17 @@ class MatrixNetwork:
         out = {}
         for k in range(1, self.K):
             xi = self._cast(self.rng.standard_normal((n, self.W[k].shape[1])) * s)
-            out[f"Wbar{k}"] = rules.delta_Wbar(xi, xi @ self.W[k].T, self.Wbar[k], self.plan.eta["Wbar"],
-                                               self.plan.eta["Wbar"] * s * s)
+            out[f"Wbar{k}"] = rules.hebbian_update(xi, xi @ self.W[k].T, self.Wbar[k], self.plan.eta["Wbar"],
+                                                   self.plan.eta["Wbar"] * s * s)
         return out
 
     def apply(self, deltas: dict[str, np.ndarray]) -> None:
         for name, d in deltas.items():
             self.weights[name] += d
+        self._tie()
+
+    def _tie(self) -> None:
+        """bp: Wbar^k = (W^k)^T (weight transport)."""
         if self.plan.wbar_mode == "tied":
             for k in range(1, self.K):
                 self.weights[f"Wbar{k}"] = self.weights[f"W{k}"].T.copy()
@@ -224,7 +234,9 @@ class MatrixNetwork:
             return Activities(stack([a.h for a in acts]), stack([a.a for a in acts]),
                               stack([a.hbar for a in acts]), stack([a.drive for a in acts]))
         act = self.activities(x, y)
-        self.apply(self.updates(act))
+        for name, (post, pre, eta, c) in self._factors(act).items():
+            rules.accumulate_update(self.weights[name], post, pre, eta, c)
+        self._tie()
         if self.plan.wbar_mode == "mirror":
             self.apply(self.mirror_updates())
         return act

@@ -100,31 +100,67 @@ def decay_coefficient(eta: float, gamma: float, decay: str) -> float:
     return gamma if decay == "absolute" else eta * gamma
 
 
-def delta_W(Vbar_k, hbar_next, h_k, W_k, eta, decay_coef):
-    """Vbar_k None means the fixed output identity.
-    Eq. 5: dW^k = eta_W Vbar^k hbar^{k+1} (h^k)^T - gamma W^k (heterosynaptic: the apical
-    input Vbar^k hbar^{k+1} of the postsynaptic neuron times the presynaptic rate)."""
-    return _hebb_minus_decay(hbar_next if Vbar_k is None else hbar_next @ Vbar_k.T, h_k, W_k, eta, decay_coef)
+# Each rule is a batch-mean outer product minus a decay: dw = eta <post pre^T> - c w.  The
+# functions below return its two factors (post, pre); `hebbian_update` forms dw and
+# `accumulate_update` adds it into w in place with one BLAS call.
+
+def W_factors(Vbar_k, hbar_next, h_k):
+    """Eq. 5: dW^k = eta_W Vbar^k hbar^{k+1} (h^k)^T - gamma W^k (heterosynaptic: the apical
+    input Vbar^k hbar^{k+1} of the postsynaptic neuron times the presynaptic rate h^k).
+    Vbar_k None is the fixed output identity."""
+    return (hbar_next if Vbar_k is None else hbar_next @ Vbar_k.T), h_k
 
 
-def delta_V(signal_k, h_k, V_k, eta, decay_coef):
+def V_factors(signal_k, h_k):
     """Eq. 6: dV^k = eta_V hbar^k (h^k)^T - gamma V^k (Hebbian: post hbar^k x pre h^k).
     Algorithm 1 uses signal_k = Wbar^k hbar^{k+1} (before D_d) instead of hbar^k."""
-    return _hebb_minus_decay(signal_k, h_k, V_k, eta, decay_coef)
+    return signal_k, h_k
 
 
-def delta_Wbar(Vh_k, hbar_next, Wbar_k, eta, decay_coef):
+def Wbar_factors(V_k, h_k, hbar_next):
     """Eq. 7: d(Wbar^k)^T = eta hbar^{k+1} (V^k h^k)^T - gamma (Wbar^k)^T, i.e.
     dWbar^k = eta (V^k h^k)(hbar^{k+1})^T - gamma Wbar^k (heterosynaptic: the lateral input
     V^k h^k of the postsynaptic neuron times the presynaptic rate hbar^{k+1})."""
-    return _hebb_minus_decay(Vh_k, hbar_next, Wbar_k, eta, decay_coef)
+    return h_k @ V_k.T, hbar_next
 
 
-def delta_Vbar(signal_next, hbar_next, Vbar_k, eta, decay_coef):
+def Vbar_factors(signal_next, hbar_next):
     """Eq. 8: d(Vbar^k)^T = eta hbar^{k+1} (h^{k+1})^T - gamma (Vbar^k)^T, i.e.
     dVbar^k = eta h^{k+1} (hbar^{k+1})^T - gamma Vbar^k (Hebbian: post h^{k+1} x pre hbar^{k+1}).
     Algorithm 1 uses signal_next = W^k h^k (before D_u) instead of h^{k+1}."""
-    return _hebb_minus_decay(signal_next, hbar_next, Vbar_k, eta, decay_coef)
+    return signal_next, hbar_next
+
+
+def hebbian_update(post, pre, w, eta, decay_coef):
+    """dw = eta <post pre^T>_batch - decay_coef w."""
+    return _hebb_minus_decay(post, pre, w, eta, decay_coef)
+
+
+def accumulate_update(w: np.ndarray, post, pre, eta, decay_coef) -> None:
+    """w <- (1 - decay_coef) w + eta <post pre^T>_batch, in place.  For C-ordered float32/64
+    w this is one BLAS gemm on w^T (Fortran-ordered), with no temporary of w's size."""
+    n = post.shape[0]
+    gemm = _GEMM.get(w.dtype.char)
+    if gemm is None or not w.flags.c_contiguous or post.dtype != w.dtype or pre.dtype != w.dtype:
+        w += hebbian_update(post, pre, w, eta, decay_coef)
+        return
+    # w^T (d_pre x d_post, F-ordered) = alpha pre^T post + beta w^T; pre.T and post.T are F-ordered
+    wt = w.T
+    out = gemm(eta / n, np.asfortranarray(pre.T), np.asfortranarray(post.T), beta=1.0 - decay_coef, c=wt,
+               trans_b=1, overwrite_c=1)
+    if out is not wt and not np.shares_memory(out, wt):  # pragma: no cover - defensive
+        w[...] = out.T
+
+
+def _gemm_table():
+    try:
+        from scipy.linalg import blas
+    except ImportError:  # pragma: no cover
+        return {}
+    return {"f": blas.sgemm, "d": blas.dgemm}
+
+
+_GEMM = _gemm_table()
 
 
 def bp_deltas(W: list, h: list, a: list, hbar_top: np.ndarray, upstream: str = "relu"):
