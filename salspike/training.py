@@ -48,11 +48,29 @@ def epoch_metrics(circuit: Circuit, weights: dict, data: Dataset, probe: int) ->
             "layers": layer_metrics(net, data.x_train[:n], data.y_train[:n])}
 
 
+def blas_threads(circuit: Circuit) -> int | None:
+    """Threads for BLAS: the model's setting, or 1 for small layers (multithreaded BLAS on
+    200-unit layers was measured 100x slower on a loaded 2-core machine), else no limit."""
+    n = circuit["training.blas_threads"]
+    if n > 0:
+        return n
+    widest = max(max(circuit.widths), max(w for w in circuit.downstream_widths if w))
+    return 1 if widest < 512 else None
+
+
 def train(circuit: Circuit, data: Dataset, out: str | None = None, *, level: str = "matrix",
           epochs: int | None = None, resume: bool = False, progress: bool | None = None,
           level_options: dict | None = None, log=print) -> dict:
     """Train `circuit` on `data`; return the summary (also written to ``out/summary.json``)."""
+    from threadpoolctl import threadpool_limits
+
     circuit = circuit.with_io_widths(data.input_width, data.output_width)
+    with threadpool_limits(limits=blas_threads(circuit), user_api="blas"):
+        return _train(circuit, data, out, level=level, epochs=epochs, resume=resume, progress=progress,
+                      level_options=level_options, log=log)
+
+
+def _train(circuit, data, out, *, level, epochs, resume, progress, level_options, log) -> dict:
     data = data.astype(circuit.dtype)
     epochs = circuit["training.epochs"] if epochs is None else epochs
     batch = circuit["training.batch_size"]
@@ -76,8 +94,6 @@ def train(circuit: Circuit, data: Dataset, out: str | None = None, *, level: str
             log(f"resuming {out} after epoch {start_epoch}")
     lvl = make_level(level, circuit, weights, **(level_options or {}))
     timings = {"train_s": 0.0, "eval_s": 0.0}
-    if start_epoch == 0 and run is not None and not history:
-        pass
     try:
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()

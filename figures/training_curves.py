@@ -1,0 +1,59 @@
+"""Test accuracy and per-layer delta angle per epoch for one or more results folders.
+
+    python figures/training_curves.py runs/bp runs/digits --labels BP SAL --out figures/out/curves
+
+Writes OUT.pdf, OUT.svg and OUT.png (Okabe-Ito colour-blind-safe palette, labelled units).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: pass results folders written by `salspike train --out`")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--labels", nargs="*")
+    ap.add_argument("--out", default="figures/out/training_curves")
+    args = ap.parse_args(argv)
+    labels = args.labels or [p.name for p in args.runs]
+    fig, (ax_acc, ax_ang) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
+    for i, (run, label) in enumerate(zip(args.runs, labels)):
+        m = read_metrics(run)
+        epochs = [r["epoch"] for r in m]
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        ax_acc.plot(epochs, [100 * r["test_accuracy"] for r in m], color=color, label=label)
+        n_layers = len(m[0]["layers"])
+        for k in range(n_layers - 1):  # the output layer's angle is 0 by construction
+            ax_ang.plot(epochs, [r["layers"][k]["delta_angle"] for r in m], color=color,
+                        linestyle=["-", "--", ":", "-."][k % 4], label=f"{label}, W{k}" if i == 0 or k == 0 else None)
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="Accuracy")
+    ax_ang.set(xlabel="epoch", ylabel="angle to backprop delta (degrees)", title="Delta angle per layer",
+               ylim=(0, 95))
+    ax_acc.legend(frameon=False)
+    ax_ang.legend(frameon=False, fontsize=7)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("pdf", "svg", "png"):
+        fig.savefig(out.with_suffix(f".{ext}"), dpi=150)
+    print(f"wrote {out}.pdf/.svg/.png")
+
+
+if __name__ == "__main__":
+    main()
