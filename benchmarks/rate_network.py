@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -88,78 +89,95 @@ def main(argv=None) -> int:
           f"dt {circuit['rate.dt']} ms, trial {circuit['rate.t_forward']}+{circuit['rate.t_feedback']}+"
           f"{circuit['rate.t_plasticity']} ms")
 
-    tmp = None
-    build_dir = args.build_dir
-    if build_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="salspike_bench_")
-        build_dir = tmp.name
-    net = RateNetwork(circuit, w0, device="cpp_standalone", build_dir=build_dir, trials_per_run=n,
-                      compile_jobs=args.jobs, profile=True)
+    print(f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())} "
+          "(wall times are unreliable when it exceeds the cores; CPU times are reported too)")
+
+    tmp = tempfile.TemporaryDirectory(prefix="salspike_bench_") if args.build_dir is None else None
+    root = Path(args.build_dir) if args.build_dir is not None else Path(tmp.name)
+
+    def standalone(profile):
+        return RateNetwork(circuit, w0, device="cpp_standalone", build_dir=root / ("prof" if profile else "plain"),
+                           trials_per_run=n, compile_jobs=args.jobs, profile=profile)
+
+    net = standalone(False)
     layout = net.layout
     n_syn = sum(int(np.prod(p.shape)) if p.connect != "one_to_one" else p.shape[0]
                 for p in layout.projections.values())
     steps = n * net.schedule.steps_per_trial
-    print(f"synapses: {n_syn} in {len(layout.projections)} groups; {net.schedule.steps_per_trial} steps per trial")
+    print(f"synapses: {n_syn} in {len(layout.projections)} groups; {net.schedule.steps_per_trial} steps per trial; "
+          f"{n} trials per run")
 
     # ---- compile
     t0 = time.perf_counter()
     runner = net.compile(n)
     compile_s = time.perf_counter() - t0
-    print(f"\n[compile] cpp_standalone: {compile_s:.1f} s (code generation {runner.timings['assemble_s']:.1f} s "
+    print(f"\n[compile] cpp_standalone: {compile_s:.1f} s wall (code generation {runner.timings['assemble_s']:.1f} s "
           f"+ build {runner.timings['build_s']:.1f} s, make -j{args.jobs})")
-    mtime = runner.binary_mtime()
+    mtime, compiles = runner.binary_mtime(), runner.n_compiles
+
+    def timed(fn):
+        """wall, CPU of this process, CPU of finished children (the standalone binary)."""
+        c0, p0, w0_ = resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time(), time.perf_counter()
+        fn()
+        c1, p1, w1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time(), time.perf_counter()
+        return w1 - w0_, p1 - p0, (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
 
     # ---- standalone trials
-    t0 = time.perf_counter()
-    net.run_trials(x, y)
-    wall = time.perf_counter() - t0
-    sim = float(brian2.get_device()._last_run_time)
-    print(f"\n[trials] cpp_standalone: {n} trials in {wall:.2f} s wall ({wall / n * 1e3:.1f} ms/trial), "
-          f"simulation {sim:.2f} s ({sim / n * 1e3:.1f} ms/trial, {sim / steps * 1e6:.1f} us/step)")
-    prof = runner.profiling_info()
+    wall, py_cpu, bin_cpu = timed(lambda: net.run_trials(x, y))
+    sim = float(brian2.get_device()._last_run_time)  # CPU time of the simulation loop (std::clock)
+    print(f"\n[trials] cpp_standalone: {n} trials: simulation {sim:.2f} s CPU ({sim / n * 1e3:.1f} ms/trial, "
+          f"{sim / steps * 1e6:.1f} us/step); whole call {wall:.2f} s wall, {py_cpu + bin_cpu:.2f} s CPU "
+          f"({(py_cpu + bin_cpu) / n * 1e3:.1f} ms/trial)")
 
     # ---- parameter points through run_args
-    overheads = []
+    over_cpu, over_wall, py_side = [], [], []
     for p in range(args.points):
         c2 = circuit.with_overrides({"eta.W": 5e-4 * (p + 2), "seed": p + 1})
         net.set_circuit(c2)
         net.set_weights(init_weights(c2))
         xp, yp = data.x_train[(p + 1) * n:(p + 2) * n], data.y_train[(p + 1) * n:(p + 2) * n]
-        t0 = time.perf_counter()
-        net.run_trials(xp, yp)
-        wall_p = time.perf_counter() - t0
+        wall_p, py_p, bin_p = timed(lambda: net.run_trials(xp, yp))
         sim_p = float(brian2.get_device()._last_run_time)
-        overheads.append(wall_p - sim_p)
-    recompiled = runner.binary_mtime() != mtime or runner.n_compiles != 1
-    print(f"\n[run_args] {args.points} parameter points (eta.W, weights, inputs): overhead per point "
-          f"{np.mean(overheads):.3f} s (min {np.min(overheads):.3f}, max {np.max(overheads):.3f}; "
-          f"target < 0.5 s); recompiled: {'YES' if recompiled else 'no'} (compiles: {runner.n_compiles})")
+        over_cpu.append(py_p + bin_p - sim_p)
+        over_wall.append(wall_p - sim_p)
+        py_side.append(py_p)
+    recompiled = runner.binary_mtime() != mtime or runner.n_compiles != compiles
+    print(f"\n[run_args] {args.points} parameter points (new eta.W, seed, weights, inputs; same binary): "
+          f"overhead per point {np.mean(over_cpu):.3f} s CPU (min {np.min(over_cpu):.3f}, max {np.max(over_cpu):.3f}; "
+          f"target < 0.5 s), {np.mean(over_wall):.3f} s wall; recompiled: {'YES' if recompiled else 'no'}\n"
+          f"           of which Python (values, run_args files, reading results) {np.mean(py_side):.3f} s CPU; "
+          "the rest is the binary outside its simulation loop (start, synapse creation, writing results)")
 
-    # ---- throughput
+    # ---- throughput (a second, profiled build: Brian2's per-code-object timers)
+    pnet = standalone(True)
+    t0 = time.perf_counter()
+    prunner = pnet.compile(n)
+    pcompile = time.perf_counter() - t0
+    pnet.run_trials(x, y)
+    prof = prunner.profiling_info()
     summed = {k: v for k, v in prof.items() if "_summed_variable_" in k}
-    plast = {k: v for k, v in prof.items() if k.startswith("syn_") and k.endswith("stateupdater_codeobject")}
+    plast = {k: v for k, v in prof.items() if k.startswith("syn_") and "stateupdater" in k}
     neurons = {k: v for k, v in prof.items() if k.startswith("pop_") and "stateupdater" in k}
     t_summed = sum(summed.values())
     t_plast = sum(plast.values())
     brian_rate = n_syn * steps / t_summed
-    n_plastic = sum(int(np.prod(p.shape)) for p in layout.projections.values() if p.stored)
     sparse_rate, nnz = sparse_throughput(layout, repeats=200)
-    print(f"\n[throughput] summed variables (Brian2 cpp_standalone, profiled): {brian_rate / 1e6:.0f} M synapse-steps/s "
-          f"({t_summed:.2f} s for {n_syn} synapses x {steps} steps)")
-    print(f"             scipy.sparse CSR mat-vec, same connectivity ({nnz} nonzeros): "
-          f"{sparse_rate / 1e6:.0f} M synapse-ops/s  -> Brian2/scipy = {brian_rate / sparse_rate:.2f}")
-    print(f"             plasticity ODEs (every step, gated): {n_plastic * steps / t_plast / 1e6:.0f} M synapse-steps/s "
-          f"({t_plast:.2f} s); neuron updaters {sum(neurons.values()):.2f} s; "
-          f"profiled total {sum(prof.values()):.2f} s")
+    p_ticks = n + 1 if circuit["rate.plasticity"] == "one_shot" else steps
+    print(f"\n[throughput] (profiled build, compiled in {pcompile:.1f} s)\n"
+          f"  summed variables, Brian2 cpp_standalone: {brian_rate / 1e6:.0f} M synapse-steps/s "
+          f"({t_summed:.2f} s for {n_syn} synapses x {steps} steps)\n"
+          f"  scipy.sparse CSR mat-vec over the same connectivity ({nnz} nonzeros): "
+          f"{sparse_rate / 1e6:.0f} M synapse-ops/s  -> Brian2 / scipy = {brian_rate / sparse_rate:.2f}\n"
+          f"  plasticity ODEs ({circuit['rate.plasticity']}: {p_ticks} ticks) {t_plast:.3f} s; "
+          f"neuron updaters {sum(neurons.values()):.2f} s; all code objects {sum(prof.values()):.2f} s")
 
     # ---- runtime
     rt = RateNetwork(circuit, w0, device="runtime")
     m = args.runtime_trials
-    t0 = time.perf_counter()
-    rt.run_trials(x[:m], y[:m])
-    wall_rt = time.perf_counter() - t0
-    print(f"\n[trials] runtime (numpy code generation): {m} trial(s) in {wall_rt:.2f} s "
-          f"({wall_rt / m:.2f} s/trial, {wall_rt / (m * net.schedule.steps_per_trial) * 1e3:.2f} ms/step)")
+    wall_rt, cpu_rt, _ = timed(lambda: rt.run_trials(x[:m], y[:m]))
+    print(f"\n[trials] runtime (numpy code generation): {m} trial(s): {cpu_rt / m:.2f} s CPU/trial "
+          f"({cpu_rt / (m * net.schedule.steps_per_trial) * 1e3:.2f} ms/step), {wall_rt / m:.2f} s wall/trial")
+    print(f"\nload average at end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if tmp is not None:
         tmp.cleanup()
     return 0

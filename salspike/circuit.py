@@ -88,6 +88,9 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "spike.rate_scale": (_F, None, 20.0, "Hz per unit of activity"),
     "spike.t_trial": (_F, None, 1000.0, "ms, length of the plasticity window per trial"),
     "spike.tau_trace": (_F, None, 20.0, "ms, time constant of the plasticity traces"),
+    "spike.dt": (_F, None, 0.1, "ms, integration step of the spiking network"),
+    "spike.t_warmup": (_F, None, 200.0, "ms, spiking before each row's plasticity window (traces and "
+                       "adaptation reach their stationary state; no plasticity)"),
     "spike.trials": (int, None, 20, "repeated trials averaged by `step --level spike`"),
     "spike.calibration": ((list, type(None)), None, None, "two_compartment transfer function (set by `salspike calibrate`)"),
 }

@@ -4,13 +4,14 @@
   vocabulary (populations ``h0..hK`` upstream, ``hbar1..hbarK`` downstream, ``hbarK`` being the
   error module; synapse groups ``W{k}``, ``Wbar{k}``, ``V{k}``, ``Vbar{k}`` and ``pred``).
 * Weight layout: a synapse group is connected with explicit index arrays, so Brian2's ``w``
-  array is ordered as given; `dense_indices` orders synapse ``s = post * n_pre + pre``, i.e.
-  ``w == M.ravel()`` for the matrix ``M`` (n_post x n_pre) of the cross-level layout.
+  array is ordered as given; `dense_indices` orders synapse ``s = pre * n_post + post``, i.e.
+  ``w == M.T.ravel()`` for the matrix ``M`` (n_post x n_pre) of the cross-level layout.
   `matrix_to_w` / `w_to_matrix` convert for any (i, j) order (Brian2's ``i`` = presynaptic,
   ``j`` = postsynaptic index, i.e. ``M[j, i] = w``).
 * `TrialSchedule`: phases of a trial (forward settle, feedback settle, plasticity window) as
   step counts and the gates of N trials as arrays, fed to TimedArrays so that N trials run in
-  ONE ``run()`` with no Python in between.
+  ONE ``run()`` with no Python in between.  The plasticity ODEs run on their own clock (every
+  step, or once per trial for one-shot updates).
 * `Protocol`: the protocol hooks (stimulate, clamp, freeze, lesion, record).
 * `NetworkAssembly`: creates NeuronGroups, Synapses, TimedArrays and monitors from model strings,
   keeps handles by name and fixes the schedule inside a time step (`SCHEDULE`).
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
 import os
@@ -155,8 +157,13 @@ def circuit_layout(circuit: Circuit, pred_connect: str = "one_to_one") -> Layout
 
 
 def dense_indices(n_post: int, n_pre: int) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) of all-to-all synapses in the order of ``M.ravel()`` (C order of M[post, pre])."""
-    post, pre = np.divmod(np.arange(n_post * n_pre, dtype=np.int64), n_pre)
+    """(i, j) of all-to-all synapses, presynaptic-major: synapse ``s = pre * n_post + post``,
+    so ``w == M.T.ravel()`` (= ``M.ravel(order="F")``) for M[post, pre].
+
+    Presynaptic-major order makes consecutive synapses of the summed-variable loop add into
+    different postsynaptic targets; post-major order (``w == M.ravel()``) chains every add
+    on the same target through memory and ran 2-3x slower in cpp_standalone."""
+    pre, post = np.divmod(np.arange(n_post * n_pre, dtype=np.int64), n_post)
     return pre.astype(np.int32), post.astype(np.int32)
 
 
@@ -202,12 +209,21 @@ def _steps(length_ms: float, dt_ms: float, what: str) -> int:
 class TrialSchedule:
     """One trial = forward settle, feedback settle, plasticity window (lengths in steps of dt).
 
-    Gates over the steps of N trials (arrays of length N * steps_per_trial):
-    ``gate_fb`` is 1 from the start of the feedback phase to the end of the trial;
-    ``gate_rec`` is 1 on the first step of the window, whose Euler update copies the activity
-    reached at the end of the feedback phase into the snapshot; ``gate_p`` is the plasticity
-    gate: one_shot -> 1 on the last step of the window only (with T_p = dt, one update of
-    exactly ``eta*signal - c*w``), continuous -> 1 over the whole window (T_p = t_plasticity).
+    N trials run for ``N * t_trial + dt`` (`run_duration_ms`): the extra step at the end lets
+    the last trial's one-shot update and snapshot happen inside the run.  Gates (arrays for
+    TimedArrays, see `gates`):
+
+    * ``gate_fb`` (per step): 1 from the start of the feedback phase to the end of the trial;
+    * ``gate_rec`` (per step): 1 on the first step of the window, whose Euler update copies the
+      activity reached at the end of the feedback phase into the snapshot ``*_rec`` (read by a
+      monitor every t_trial, at the start of the next trial);
+    * ``gate_p``, the plasticity gate.  one_shot: per trial (a TimedArray with dt = t_trial, the
+      plasticity ODEs on a clock of period t_trial, T_p = t_trial): entry n + 1 gates the update
+      made at t = (n + 1) t_trial from the settled state at the end of trial n's window, i.e.
+      exactly one update ``eta*signal - c*w`` per trial (entry 0 is 0: no update at t = 0).
+      The synapses skip the per-step plasticity pass, which halves the cost of a step.
+      continuous: per step, 1 over the whole window (plasticity ODEs every step,
+      T_p = t_plasticity).
     """
 
     dt_ms: float
@@ -235,34 +251,48 @@ class TrialSchedule:
         """Step (within a trial) whose update copies the end-of-feedback activity."""
         return self.n_forward + self.n_feedback
 
-    def duration_ms(self, n_trials: int) -> float:
-        return n_trials * self.t_trial_ms
+    def run_steps(self, n_trials: int) -> int:
+        return n_trials * self.steps_per_trial + 1
+
+    def run_duration_ms(self, n_trials: int) -> float:
+        """N trials plus one step (see the class docstring)."""
+        return self.run_steps(n_trials) * self.dt_ms
+
+    @staticmethod
+    def _check_mode(mode: str) -> None:
+        if mode not in ("one_shot", "continuous"):
+            raise ConfigError(f"rate.plasticity = {mode!r}; choose one_shot or continuous")
+
+    def plasticity_clock_ms(self, mode: str) -> float:
+        """Period of the plasticity ODEs' clock: t_trial (one_shot) or dt (continuous)."""
+        self._check_mode(mode)
+        return self.t_trial_ms if mode == "one_shot" else self.dt_ms
 
     def plasticity_time_ms(self, mode: str) -> float:
-        """T_p of the plasticity ODE: dt for one_shot, the window length for continuous."""
-        if mode == "one_shot":
-            return self.dt_ms
-        if mode == "continuous":
-            return self.n_plasticity * self.dt_ms
-        raise ConfigError(f"rate.plasticity = {mode!r}; choose one_shot or continuous")
+        """T_p of the plasticity ODE dw/dt = gate_p (eta*signal - c*w) / T_p: t_trial for one_shot
+        (one Euler step of its clock), the window length for continuous."""
+        self._check_mode(mode)
+        return self.t_trial_ms if mode == "one_shot" else self.n_plasticity * self.dt_ms
 
     def gates(self, n_trials: int, mode: str, plastic_trials: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """gate_fb, gate_p, gate_rec for n_trials (plastic_trials: 0/1 per trial masks gate_p)."""
+        """gate_fb, gate_rec (length run_steps) and gate_p (length n_trials + 1 for one_shot,
+        run_steps for continuous); plastic_trials (0/1 per trial) masks the plasticity."""
+        self._check_mode(mode)
         S = self.steps_per_trial
+        mask = np.ones(n_trials) if plastic_trials is None else np.asarray(plastic_trials, dtype=float)
         fb = np.zeros(S)
         fb[self.n_forward:] = 1.0
         rec = np.zeros(S)
         rec[self.record_step] = 1.0
-        p = np.zeros(S)
+        out = {"gate_fb": np.append(np.tile(fb, n_trials), 0.0),
+               "gate_rec": np.append(np.tile(rec, n_trials), 0.0)}
         if mode == "one_shot":
-            p[S - 1] = 1.0
-        elif mode == "continuous":
-            p[self.record_step:] = 1.0
+            out["gate_p"] = np.concatenate([[0.0], mask])
         else:
-            raise ConfigError(f"rate.plasticity = {mode!r}; choose one_shot or continuous")
-        mask = np.ones(n_trials) if plastic_trials is None else np.asarray(plastic_trials, dtype=float)
-        return {"gate_fb": np.tile(fb, n_trials), "gate_rec": np.tile(rec, n_trials),
-                "gate_p": (mask[:, None] * p[None, :]).ravel()}
+            p = np.zeros(S)
+            p[self.record_step:] = 1.0
+            out["gate_p"] = np.append((mask[:, None] * p[None, :]).ravel(), 0.0)
+        return out
 
 
 # --------------------------------------------------------------------------- protocol hooks
@@ -433,6 +463,7 @@ class NetworkAssembly:
         if n < 1 or abs(n * self.dt_ms - dt_ms) > 1e-9 * dt_ms:
             raise ConfigError(f"a recording interval of {dt_ms} ms is not an integer multiple of dt = {self.dt_ms} ms")
         if n not in self._clocks:
+            # clocks of period n*dt tick on the steps k*n of the base clock
             self._clocks[n] = self.b2.Clock(dt=n * self.dt_ms * self.b2.ms, name=f"{self.name}_clock_x{n}")
         return self._clocks[n]
 
@@ -448,9 +479,11 @@ class NetworkAssembly:
         return g
 
     def synapse_group(self, name: str, pre, post, model: str, i: np.ndarray, j: np.ndarray,
-                      namespace: Mapping[str, Any], method: str):
+                      namespace: Mapping[str, Any], method: str, clock_ms: float | None = None):
+        """Synapses connected as (i, j).  ``clock_ms``: period of the group's own state updater
+        (plasticity ODEs; default every step); summed variables always run on the target's clock."""
         s = self.b2.Synapses(pre, post, model, method=method, name=name, namespace=dict(namespace),
-                             clock=self.clock)
+                             clock=self.clock_for(clock_ms))
         s.connect(i=np.asarray(i), j=np.asarray(j))
         self.synapses[name] = s
         return s
@@ -580,10 +613,25 @@ class BrianRunner:
         return (_ACTIVE["runner"] is self and devices.current_device() == self.device)
 
     def _select(self) -> None:
+        # Brian2 makes code-object names unique against every live object: stale objects of an
+        # earlier assembly (this runner's or another's) would rename the new code objects
+        # (``..._codeobject_1``) and force a recompile of an unchanged network.  Drop them first.
+        prev = _ACTIVE["runner"]
+        if prev is not None and prev is not self:
+            prev.assembly = None
+        self.assembly = None
+        gc.collect()
         devices.select_device(self.device, build_dir=self.build_dir if self.standalone else None,
                               compile_jobs=self.compile_jobs,
                               cuda_options=self.cuda_options if self.device == "cuda_standalone" else None)
         _ACTIVE["runner"] = self
+
+    @staticmethod
+    def _check_names(asm: NetworkAssembly) -> None:
+        for name, obj in {**asm.neurons, **asm.synapses, **asm.monitors, **asm.timed_arrays}.items():
+            if obj.name != name:
+                raise DeviceError(f"Brian2 renamed {name!r} to {obj.name!r} (another live object has that name); "
+                                  "the compiled project would not match its cache")
 
     def compile(self, template: Mapping[str, np.ndarray], duration_ms: float, *, compile: bool = True) -> None:
         """Standalone: assemble, record the run and build the project (no run)."""
@@ -597,6 +645,7 @@ class BrianRunner:
         self._select()
         t0 = time.perf_counter()
         self.assembly = self.make(template)
+        self._check_names(self.assembly)
         net = self.assembly.network()
         net.run(duration_ms * brian2.ms, namespace={}, profile=self.profile)
         t1 = time.perf_counter()
@@ -623,7 +672,11 @@ class BrianRunner:
                 t0 = time.perf_counter()
                 net.run(duration_ms * brian2.ms, namespace={}, profile=self.profile)
                 self.timings["run_s"] = time.perf_counter() - t0
-            return collect(self.assembly)
+            try:
+                return collect(self.assembly)
+            finally:
+                if not self.profile:
+                    self.assembly = None  # free the Brian2 objects (and their names)
         self.compile(template if template is not None else values, duration_ms)
         if not self.compiled:
             raise DeviceError(f"{self.device}: the project in {self.build_dir} was generated without compiling")

@@ -5,8 +5,16 @@ validates it).  `RateNetwork` assembles them per layer with `salspike.brian.comm
 trials in ONE Brian2 ``run()``: inputs ``x``, targets ``y`` and the phase gates are TimedArrays,
 so no Python runs between trials.  Each trial is a forward settle (``rate.t_forward``), a
 feedback settle (``rate.t_feedback``) and a plasticity window (``rate.t_plasticity``), with one
-update per trial at the end of the window (``rate.plasticity = "one_shot"``) or the plasticity
-ODEs over the window (``"continuous"``).
+update per trial from the settled state at the end of the window (``rate.plasticity =
+"one_shot"``; the plasticity ODEs run on a clock of period t_trial, so a step costs only the
+summed inputs and the neurons) or the plasticity ODEs over the window (``"continuous"``, every
+step, the biological reading).
+
+Upstream neurons integrate a potential, ``tau_up du/dt = -u + I_ff``, and fire ``h = D_u(u)``
+(same fixed point as ``tau_up dh/dt = -h + D_u(I_ff)``, but an inactive ReLU unit reaches
+``h = 0`` exactly, which the gate ``D_d = 1[V h > 0]`` needs when V = I); downstream neurons
+``tau_down dhbar/dt = -hbar + gate_fb * D_d * I_fb``; the error module
+``tau_down dhbar/dt = -hbar + gate_fb * (y - h^K)`` (or ``y - softmax(h^K)``).
 
 Populations (cross-level names): h0 (input), h1..h{K-1} (upstream hidden),
 hK (output), hbar1..hbar{K-1} (downstream hidden), hbarK (the error module, -dF/dy_hat).
@@ -29,7 +37,6 @@ function, without max-subtraction: |y_hat| must stay below ~700).  Short-term mo
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -304,8 +311,10 @@ def _rate_spec(circuit: Circuit, models: RateModels, layout: Layout, schedule: T
                       "post": layout.populations[pr.post].brian_name, "model": model, "shape": list(pr.shape),
                       "connect": pr.connect, "plastic": plastic, "has_w": pr.group != "pred"}
     recs = [dataclasses.asdict(r) for r in recordings]
+    mode = circuit["rate.plasticity"]
     return {"kind": "rate", "method": models.method, "dt_ms": schedule.dt_ms,
             "steps": [schedule.n_forward, schedule.n_feedback, schedule.n_plasticity], "n_trials": int(n_trials),
+            "plasticity_clock_ms": schedule.plasticity_clock_ms(mode),
             "populations": pops, "synapses": syns, "recordings": recs,
             "widths": {"x": layout.populations["h0"].width, "y": layout.populations[f"h{layout.K}"].width}}
 
@@ -316,6 +325,9 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly
     S = sum(spec["steps"])
     T = S * dt
     n = spec["n_trials"]
+    n_steps = n * S + 1
+    p_clock = spec["plasticity_clock_ms"]
+    n_p = n + 1 if p_clock != dt else n_steps
     asm = NetworkAssembly("rate", dt)
 
     def tmpl(key, shape):
@@ -324,8 +336,9 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly
 
     shared = {"x_in": asm.timed_array("x_in", tmpl("x_in.values", (n, spec["widths"]["x"])), T),
               "y_in": asm.timed_array("y_in", tmpl("y_in.values", (n, spec["widths"]["y"])), T)}
-    for g in ("gate_fb", "gate_p", "gate_rec"):
-        shared[g] = asm.timed_array(g, tmpl(f"{g}.values", (n * S,)), dt)
+    for g in ("gate_fb", "gate_rec"):
+        shared[g] = asm.timed_array(g, tmpl(f"{g}.values", (n_steps,)), dt)
+    shared["gate_p"] = asm.timed_array("gate_p", tmpl("gate_p.values", (n_p,)), p_clock)
     groups = {}
     for name, p in spec["populations"].items():
         stim = asm.timed_array(f"stim_{name}", tmpl(f"stim_{name}.values", (n, p["n"])), T)
@@ -335,7 +348,7 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly
         n_post, n_pre = s["shape"]
         i, j = dense_indices(n_post, n_pre) if s["connect"] != "one_to_one" else one_to_one_indices(n_post)
         asm.synapse_group(s["brian_name"], groups[s["pre"]], groups[s["post"]], s["model"], i, j,
-                          shared, spec["method"])
+                          shared, spec["method"], clock_ms=p_clock if s["plastic"] else None)
     for name, p in spec["populations"].items():
         asm.state_monitor(f"snap_{name}", groups[p["brian_name"]], f"{p['activity']}_rec", T, record=True)
     for k, r in enumerate(spec["recordings"]):
@@ -516,16 +529,15 @@ class RateNetwork:
         if self.trials_per_run is None and self.device != "runtime":
             self.trials_per_run = n
         runner = self.runner(n)
-        runner.compile(self._template(n), self.schedule.duration_ms(n), compile=compile)
+        runner.compile(self._template(n), self.schedule.run_duration_ms(n), compile=compile)
         self.last_runner = runner
         return runner
 
     def _template(self, n: int) -> dict:
-        S = self.schedule.steps_per_trial
         out = {"x_in.values": np.zeros((n, self.circuit.widths[0])),
                "y_in.values": np.zeros((n, self.circuit.widths[-1]))}
-        for g in ("gate_fb", "gate_p", "gate_rec"):
-            out[f"{g}.values"] = np.zeros(n * S)
+        for g, arr in self.schedule.gates(n, self.circuit["rate.plasticity"]).items():
+            out[f"{g}.values"] = np.zeros_like(arr)
         for name, p in self.layout.populations.items():
             out[f"stim_{name}.values"] = np.zeros((n, p.width))
         return out
@@ -608,13 +620,13 @@ class RateNetwork:
             values = self._values(padded(x), padded(y), nv, {k: padded(v) for k, v in stim_all.items()})
             runner = self.runner(m)
             self.last_runner = runner
-            out = runner.run(values, self.schedule.duration_ms(m), self._collect,
+            out = runner.run(values, self.schedule.run_duration_ms(m), self._collect,
                              template=self._template(m) if runner.standalone else None)
             for k, w in out["weights"].items():
                 self.weights[k] = w
             for k, a in out["activities"].items():
                 acts.setdefault(k, []).append(a[:nv])
-            t_valid = self.schedule.duration_ms(nv)
+            t_valid = nv * self.schedule.t_trial_ms
             for key, r in out["recordings"].items():
                 keep = r["t"] < t_valid - 1e-9
                 recs.setdefault(key, {"t": [], "values": []})
@@ -642,9 +654,9 @@ class RateNetwork:
         for name, p in self.layout.populations.items():
             act = "h" if p.stream == "up" else "hbar"
             mon = asm.monitors[f"snap_{name}"]
-            samples = np.asarray(getattr(mon, f"{act}_rec")).T  # (n_samples, width), t = 0, T, 2T, ...
-            final = np.asarray(getattr(asm.neurons[p.brian_name], f"{act}_rec")[:])[None, :]
-            activities[name] = np.concatenate([samples[1:], final])
+            # (n + 1, width) samples at t = 0, T, ..., nT: sample m + 1 holds trial m's snapshot
+            samples = np.asarray(getattr(mon, f"{act}_rec")).T
+            activities[name] = samples[1:]
         recordings = {}
         for k, r in enumerate(self.protocol.sorted_recordings()):
             key, target, variable, indices = r.key, r.target, r.variable, r.indices

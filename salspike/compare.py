@@ -1,0 +1,264 @@
+"""Run the same trials at two levels of description and write a side-by-side comparison.
+
+``salspike compare --levels rate,spike --model FILE --out DIR [--dataset NAME | --protocol FILE]``
+
+Both levels start from the same initial weights (`init_weights(circuit)`) and see the same input
+rows in the same order, one online update per row (a "trial").  Written to DIR:
+
+* ``table.csv`` / ``table.json``: per synapse group (W, Wbar, V, Vbar, all layers pooled) the
+  cosine and relative norm of the per-trial updates (level B against level A, each on its own
+  trajectory), their mean and minimum over trials, and the cosine / relative norm of the
+  cumulative change after the last trial;
+* ``trials.csv``: the same per trial; ``trajectories.csv``: the Frobenius norm of every group's
+  weights after every trial, per level;
+* ``accuracy.json`` where the data set has labels (classification accuracy of the final weights on
+  the data set's test split, per level, and of the initial weights);
+* ``compare.pdf`` / ``compare.png``: the figure (Okabe-Ito palette, labelled units);
+* ``summary.json``: all of the above plus the resolved circuit and provenance.
+
+With ``protocol``, the protocol file runs through `salspike.protocols` instead (its own table and
+figure; the rate level's prediction is the time-averaged rule).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .circuit import GROUPS, Circuit
+from .errors import ConfigError
+from .matrix.engine import group_of, init_weights
+
+__all__ = ["compare_levels", "OKABE_ITO", "save_figure"]
+
+logger = logging.getLogger(__name__)
+
+#: Okabe & Ito (2008) colour-blind-safe palette (as figures/training_curves.py)
+OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+GROUP_COLOURS = {"W": "#0072B2", "Wbar": "#D55E00", "V": "#009E73", "Vbar": "#CC79A7"}
+
+
+def save_figure(fig, stem: Path) -> list[Path]:
+    """Write ``stem``.pdf and ``stem``.png."""
+    out = []
+    for ext in ("pdf", "png"):
+        p = stem.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=150)
+        out.append(p)
+    return out
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan")
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    """||b|| / ||a||."""
+    na = np.linalg.norm(a)
+    return float(np.linalg.norm(b) / na) if na > 0 else float("nan")
+
+
+def _pooled(weights: dict[str, np.ndarray], group: str) -> np.ndarray:
+    parts = [weights[k].ravel() for k in sorted(weights) if group_of(k)[0] == group]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _data(circuit: Circuit, dataset: str | None, trials: int):
+    """Rows for the trials, the resolved circuit and (if labelled) a test split."""
+    if dataset is not None:
+        from .datasets import load_dataset
+
+        data = load_dataset(dataset, seed=circuit["seed"])
+        circuit = circuit.with_io_widths(data.input_width, data.output_width)
+        if trials > len(data.x_train):
+            raise ConfigError(f"--trials {trials} exceeds the {len(data.x_train)} training rows of {dataset}")
+        test = (data.x_test, data.labels_test) if data.n_classes else None
+        return circuit, data.x_train[:trials], data.y_train[:trials], test, data.name
+    if not circuit.resolved:
+        raise ConfigError(f"{circuit.source}: input/output widths are 'auto'; pass --dataset, or set input_width "
+                          "and output_width (e.g. --set input_width=8 --set output_width=3) for synthetic trials")
+    rng = np.random.default_rng([circuit["seed"], 7])
+    d0, dK = circuit.widths[0], circuit.widths[-1]
+    x = rng.standard_normal((trials, d0)) * 0.5
+    teacher = rng.standard_normal((dK, d0)) / np.sqrt(d0)
+    y = np.tanh(x @ teacher.T)
+    return circuit, x, y, None, "synthetic (gaussian inputs, tanh teacher)"
+
+
+def _make(name: str, circuit: Circuit, weights, device: str, options: dict):
+    from .levels import make_level
+
+    opts = dict(options.get(name, {}))
+    if name != "matrix":
+        opts.setdefault("device", device)
+    return make_level(name, circuit, weights, **opts)
+
+
+def compare_levels(circuit: Circuit, levels: Sequence[str] = ("rate", "spike"), out: str | Path = "compare",
+                   dataset: str | None = None, protocol: str | Path | None = None, trials: int = 20,
+                   device: str = "runtime", *, level_options: dict | None = None,
+                   weights: dict | None = None) -> dict[str, Any]:
+    """Run ``trials`` rows at two levels from the same initial weights; write tables and a figure.
+
+    ``levels``: two of matrix, rate, spike (A, B: B is compared with A).  If the rate level cannot
+    be imported, the matrix level stands in for it (its rate limit) and the result says so.
+    ``level_options``: per-level keyword arguments (e.g. ``{"spike": {"trials": 5}}``).
+    Returns a dict with ``table`` (text), ``rows`` (the table's rows), ``accuracy``, ``files``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if protocol is not None:
+        from .protocols import run_protocol
+
+        return run_protocol(protocol, circuit, out, device=device, levels=levels)
+    levels = [str(l).strip() for l in levels]
+    if len(levels) != 2:
+        raise ConfigError(f"--levels needs two levels (e.g. rate,spike), got {levels}")
+    if trials < 1:
+        raise ConfigError(f"--trials must be positive, got {trials}")
+    notes = []
+    if "rate" in levels:
+        try:
+            import salspike.brian.rate  # noqa: F401
+        except ImportError as err:
+            notes.append(f"the rate level is not importable ({err}); the matrix level (its rate limit) stands in")
+            levels = ["matrix" if l == "rate" else l for l in levels]
+    circuit, x, y, test, data_name = _data(circuit, dataset, trials)
+    w0 = init_weights(circuit) if weights is None else {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+    options = level_options or {}
+
+    history: dict[str, list[dict[str, np.ndarray]]] = {}
+    accuracy: dict[str, Any] = {}
+    for name in levels:
+        level = _make(name, circuit, {k: v.copy() for k, v in w0.items()}, device, options)
+        try:
+            if test is not None and "initial" not in accuracy:
+                accuracy["initial"] = float(np.mean(np.argmax(level.predict(test[0]), axis=1) == test[1]))
+            traj = [{k: np.array(v, dtype=np.float64) for k, v in level.weights.items()}]
+            for n in range(trials):
+                level.step(x[n:n + 1], y[n:n + 1], online=True)
+                traj.append({k: np.array(v, dtype=np.float64) for k, v in level.weights.items()})
+            level.check_health(f" ({name} level)")
+            if test is not None:
+                accuracy[name] = float(np.mean(np.argmax(level.predict(test[0]), axis=1) == test[1]))
+        finally:
+            level.close()
+        history[name] = traj
+
+    A, B = levels
+    groups = [g for g in GROUPS if _pooled(w0, g).size]
+    per_trial = []
+    for n in range(trials):
+        for g in groups:
+            da = _pooled(history[A][n + 1], g) - _pooled(history[A][n], g)
+            db = _pooled(history[B][n + 1], g) - _pooled(history[B][n], g)
+            per_trial.append({"trial": n + 1, "group": g, "cosine": _cos(da, db), "relative_norm": _rel(da, db),
+                              f"norm_update_{A}": float(np.linalg.norm(da)),
+                              f"norm_update_{B}": float(np.linalg.norm(db))})
+    rows = []
+    for g in groups:
+        pt = [r for r in per_trial if r["group"] == g]
+        ca = _pooled(history[A][-1], g) - _pooled(w0, g)
+        cb = _pooled(history[B][-1], g) - _pooled(w0, g)
+        cosines = np.array([r["cosine"] for r in pt])
+        rels = np.array([r["relative_norm"] for r in pt])
+        rows.append({"group": g, "update_cosine_mean": float(np.nanmean(cosines)),
+                     "update_cosine_min": float(np.nanmin(cosines)),
+                     "update_relative_norm_mean": float(np.nanmean(rels)),
+                     "cumulative_cosine": _cos(ca, cb), "cumulative_relative_norm": _rel(ca, cb)})
+    traj_rows = []
+    for name in levels:
+        for n, w in enumerate(history[name]):
+            for g in groups:
+                traj_rows.append({"level": name, "trial": n, "group": g,
+                                  "frobenius_norm": float(np.linalg.norm(_pooled(w, g)))})
+
+    files = []
+    files.append(_write_csv(out / "table.csv", rows))
+    files.append(_write_csv(out / "trials.csv", per_trial))
+    files.append(_write_csv(out / "trajectories.csv", traj_rows))
+    (out / "table.json").write_text(json.dumps({"levels": levels, "rows": rows}, indent=1))
+    files.append(out / "table.json")
+    if accuracy:
+        (out / "accuracy.json").write_text(json.dumps(accuracy, indent=1))
+        files.append(out / "accuracy.json")
+    table = _format_table(A, B, rows, accuracy, data_name, trials, circuit, notes)
+    files += _figure(out, A, B, groups, per_trial, traj_rows, circuit, data_name)
+    from .results import provenance
+
+    summary = {"levels": levels, "dataset": data_name, "trials": trials, "device": device, "rows": rows,
+               "per_trial": per_trial, "accuracy": accuracy, "notes": notes, "circuit": circuit.to_dict(),
+               "provenance": provenance()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    files.append(out / "summary.json")
+    return {"table": table, "rows": rows, "per_trial": per_trial, "accuracy": accuracy, "levels": levels,
+            "notes": notes, "files": [str(f) for f in files]}
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as f:
+        if rows:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    return path
+
+
+def _format_table(A, B, rows, accuracy, data_name, trials, circuit, notes) -> str:
+    lines = [f"{B} level vs {A} level: {trials} trials ({data_name}), the same initial weights",
+             f"{'group':6s} {'update cos (mean/min)':>22s} {'update |dB|/|dA|':>17s} "
+             f"{'cumulative cos':>15s} {'cumulative |dB|/|dA|':>21s}"]
+    for r in rows:
+        lines.append(f"{r['group']:6s} {r['update_cosine_mean']:>12.4f} / {r['update_cosine_min']:<7.4f} "
+                     f"{r['update_relative_norm_mean']:>17.3f} {r['cumulative_cosine']:>15.4f} "
+                     f"{r['cumulative_relative_norm']:>21.3f}")
+    if accuracy:
+        lines.append("test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
+    if "spike" in (A, B):
+        lines.append(f"spike level: tier {circuit['spike.tier']}, r0 = {circuit['spike.baseline_rate']:g} Hz, "
+                     f"s = {circuit['spike.rate_scale']:g} Hz/unit, {circuit['spike.trials']} x "
+                     f"{circuit['spike.t_trial']:g} ms per trial")
+    lines += [f"note: {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def _figure(out: Path, A, B, groups, per_trial, traj_rows, circuit, data_name) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
+    for g in groups:
+        pt = [r for r in per_trial if r["group"] == g]
+        t = [r["trial"] for r in pt]
+        col = GROUP_COLOURS[g]
+        axes[0].plot(t, [r["cosine"] for r in pt], "o-", color=col, ms=3, label=g)
+        axes[1].plot(t, [r["relative_norm"] for r in pt], "o-", color=col, ms=3, label=g)
+        for name, ls in ((A, "-"), (B, "--")):
+            tr = [r for r in traj_rows if r["group"] == g and r["level"] == name]
+            axes[2].plot([r["trial"] for r in tr], [r["frobenius_norm"] for r in tr], ls, color=col,
+                         label=f"{g} ({name})")
+    axes[0].axhline(1.0, color="0.6", lw=0.8)
+    axes[1].axhline(1.0, color="0.6", lw=0.8)
+    axes[0].set(xlabel="trial (input row)", ylabel=f"cosine of updates, {B} vs {A} (1)",
+                title="Per-trial update direction")
+    axes[1].set(xlabel="trial (input row)", ylabel=f"|update {B}| / |update {A}| (1)", title="Per-trial update size")
+    axes[2].set(xlabel="trial (input row)", ylabel="Frobenius norm of the weights (dimensionless)",
+                title=f"Weights ({A} solid, {B} dashed)")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(frameon=False, fontsize=8)
+    axes[2].legend(frameon=False, fontsize=7, ncol=2)
+    fig.suptitle(f"{B} vs {A}, {data_name}", fontsize=10)
+    paths = save_figure(fig, out / "compare")
+    plt.close(fig)
+    return paths
