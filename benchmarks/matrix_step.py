@@ -78,8 +78,18 @@ def interleaved(fns, repeats):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="BLAS threads for all three (default 1: stable on a shared machine; 0 = no limit)")
     args = ap.parse_args()
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=args.threads or None, user_api="blas"):
+        run(args)
+
+
+def run(args):
     rng = np.random.default_rng(0)
+    print(f"BLAS threads: {args.threads or 'all'}, batch {BATCH}, widths {WIDTHS}")
     print(f"{'dtype':8s} {'ratio':>5s} {'SAL ms':>8s} {'BP ms':>8s} {'time x':>7s} {'FLOP x':>7s} "
           f"{'SAL GF/s':>9s} {'matmul GF/s':>11s} {'of matmul':>9s}")
     for dtype in ("float32", "float64"):

@@ -434,6 +434,27 @@ def _codegen_target(target: str | None):
         prefs["codegen.target"] = old
 
 
+def _stable_clock(dt_ms: float, name: str):
+    """A Brian2 Clock whose hash depends on its name only.
+
+    Standalone devices write the clock initialisation of a run into main.cpp in the iteration
+    order of a *set* of clocks (``net._clocks``), i.e. in the order of their default id-based
+    hashes: two assemblies of the same network could produce two main.cpp files and a needless
+    recompile.  A hash from the name (crc32, not Python's salted str hash) makes the order the
+    same in every assembly and every process.  Equality stays identity."""
+    import zlib
+
+    import brian2
+
+    key = zlib.crc32(name.encode())  # fixed before Brian2 first hashes the object (in __new__)
+    # Brian2 groups only let class attributes of the object's own class override their
+    # variables mechanism: copy Clock's properties (dt, dt_, ...) into the subclass
+    props = {k: v for k, v in vars(brian2.Clock).items() if isinstance(v, property)}
+    cls = type("StableClock", (brian2.Clock,), {**props, "__hash__": lambda self: key,
+                                                 "__eq__": lambda self, other: self is other})
+    return cls(dt=dt_ms * brian2.ms, name=name)
+
+
 class NetworkAssembly:
     """Brian2 objects of one network, created from model strings, with handles by name.
 
@@ -447,7 +468,7 @@ class NetworkAssembly:
         self.b2 = brian2
         self.name = name
         self.dt_ms = float(dt_ms)
-        self.clock = brian2.Clock(dt=self.dt_ms * brian2.ms, name=f"{name}_clock")
+        self.clock = _stable_clock(self.dt_ms, f"{name}_clock")
         self._clocks: dict[float, Any] = {}
         self.neurons: dict[str, Any] = {}
         self.synapses: dict[str, Any] = {}
@@ -464,7 +485,7 @@ class NetworkAssembly:
             raise ConfigError(f"a recording interval of {dt_ms} ms is not an integer multiple of dt = {self.dt_ms} ms")
         if n not in self._clocks:
             # clocks of period n*dt tick on the steps k*n of the base clock
-            self._clocks[n] = self.b2.Clock(dt=n * self.dt_ms * self.b2.ms, name=f"{self.name}_clock_x{n}")
+            self._clocks[n] = _stable_clock(n * self.dt_ms, f"{self.name}_clock_x{n}")
         return self._clocks[n]
 
     def timed_array(self, name: str, values: np.ndarray, dt_ms: float):

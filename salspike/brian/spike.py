@@ -901,8 +901,10 @@ class SpikeNetwork:
             _RUNNERS[key] = runner
         return _RUNNERS[key]
 
-    def compile(self, *, compile: bool = True) -> BrianRunner:
-        """Standalone: generate and (compile=True) compile the project without running it."""
+    def compile(self, n_trials: int | None = None, *, compile: bool = True) -> BrianRunner:
+        """Standalone: generate and (compile=True) compile the project without running it.
+        ``n_trials`` is accepted for the rate level's signature (`salspike build`) and ignored: the
+        spike level runs one input row per binary run (its settling is done between rows)."""
         runner = self.runner()
         runner.compile(self._template(), self.duration_ms, compile=compile)
         self.last_runner = runner
@@ -917,18 +919,23 @@ class SpikeNetwork:
         tau = self.circuit["spike.tau_trace"] * 1e-3
         pops, syns = spec["populations"], spec["synapses"]
         out = {}
+        self.kernel_info = {}
         for name, s in syns.items():
             if not s["plastic"]:
                 continue
             q_post = trace_decay(dt, tau, pops[s["post_pop"]]["method"])
+            same = False  # resets (trace += 1) run after the synapses slot
             if s["signal"] == SPIKES:
-                z = pairing_norm(dt, q_post, False)  # resets (trace += 1) run after the synapses slot
+                z = pairing_norm(dt, q_post, False)
                 if s["window"] == "symmetric":
                     z += pairing_norm(dt, trace_decay(dt, tau, pops[s["pre_pop"]]["method"]), False)
             else:
                 writer = next(w for w in syns.values() if w["post_pop"] == s["post_pop"] and w["target"] == s["signal"])
-                z = pairing_norm(dt, q_post, writer["order"] < s["order"])
+                same = writer["order"] < s["order"]
+                z = pairing_norm(dt, q_post, same)
             out[name] = z
+            self.kernel_info[name] = {"Z": z, "q": q_post, "same_step": same, "window": s["window"],
+                                      "signal": s["signal"]}
         return out
 
     # -- per-row values ---------------------------------------------------------------

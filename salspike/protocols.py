@@ -1,0 +1,319 @@
+"""Plasticity protocols as data (``protocols/*.toml``), run through the spike level's hooks.
+
+A protocol file is validated like a model file: an unknown key, a wrong type or an impossible
+value is a `ConfigError` naming the file and the key.  Protocols never import a Brian2 builder:
+they use `salspike.levels.make_level("spike", ...)` and the hooks of the network it wraps
+(stimulate, clamp, silence, inject, freeze, record).
+
+``pairing_window`` (protocols/pairing_window.toml): in a silent network, one presynaptic spike of
+``pre`` = h^k and one top-down spike of hbar^{k+1} (reaching the apical compartment of ``post`` =
+h^{k+1} through Vbar^k) per pairing, at relative timings delta_t = t_topdown - t_pre, with the
+postsynaptic soma held below threshold; the change of W^k is the predicted heterosynaptic timing
+window.  All timings run in parallel on different presynaptic neurons (they share the top-down
+events of a postsynaptic neuron), plus an unpaired control (presynaptic spikes half an interval
+away from any top-down spike) that gives the timing-independent part of the rule (its baseline
+terms and decay).  Written: ``pairing_window.csv``, ``pairing_window.json``, ``pairing_window.pdf``
+and ``.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .circuit import GROUPS, Circuit
+from .errors import ConfigError
+
+__all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_protocol", "pairing_window"]
+
+_F = (int, float)
+#: key -> (types, default (None: required), doc)
+PROTOCOL_SCHEMA: dict[str, tuple[Any, Any, str]] = {
+    "protocol": (str, None, "which protocol: pairing_window"),
+    "description": (str, "", "free text"),
+    "pre": (str, None, "presynaptic upstream population h{k}"),
+    "post": (str, None, "postsynaptic population h{k+1}"),
+    "post_neurons": ((list, str), "all", "postsynaptic neurons reported: indices or 'all'"),
+    "topdown_neurons": ((list, str), "all", "hbar{k+1} neurons firing the top-down input: indices or 'all'"),
+    "timings_ms": (list, None, "delta_t = t_topdown - t_pre in ms (negative: top-down first)"),
+    "pairings": (int, None, "pairings per timing"),
+    "interval_ms": (_F, None, "ms between pairings"),
+    "hold_soma": (bool, True, "postsynaptic soma held below threshold (no postsynaptic spikes)"),
+    "t_warmup_ms": (_F, 20.0, "ms before the plasticity window"),
+    "input_width": (int, None, "d_0 when the model file leaves it 'auto'"),
+    "output_width": (int, None, "d_K when the model file leaves it 'auto'"),
+}
+_OPTIONAL_NONE = {"input_width", "output_width"}
+PROTOCOLS = ("pairing_window",)
+
+
+def load_protocol(path: str | Path) -> dict[str, Any]:
+    """Read and validate a protocol file; returns every key with its value or default."""
+    path = Path(path)
+    src = str(path)
+    if not path.is_file():
+        raise ConfigError(f"protocol file {path} does not exist; protocol files live in protocols/ "
+                          "(e.g. protocols/pairing_window.toml)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{src}: not valid TOML: {err}") from None
+    out = {}
+    for key, value in data.items():
+        if key not in PROTOCOL_SCHEMA:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(PROTOCOL_SCHEMA), n=2)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"{src}: unknown key '{key}'.{hint} Allowed keys: {', '.join(PROTOCOL_SCHEMA)}")
+        types, _, doc = PROTOCOL_SCHEMA[key]
+        types = types if isinstance(types, tuple) else (types,)
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            raise ConfigError(f"{src}: key '{key}' must be {'/'.join(t.__name__ for t in types)}, got {value!r} ({doc})")
+        out[key] = float(value) if float in types and isinstance(value, int) and not isinstance(value, bool) else value
+    for key, (_, default, doc) in PROTOCOL_SCHEMA.items():
+        if key not in out:
+            if default is None and key not in _OPTIONAL_NONE:
+                raise ConfigError(f"{src}: missing key '{key}' ({doc})")
+            out[key] = default
+    if out["protocol"] not in PROTOCOLS:
+        raise ConfigError(f"{src}: key 'protocol' = {out['protocol']!r} is not allowed; choose one of {list(PROTOCOLS)}")
+    t = out["timings_ms"]
+    if not t or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in t):
+        raise ConfigError(f"{src}: key 'timings_ms' must be a non-empty list of numbers (ms)")
+    out["timings_ms"] = [float(v) for v in t]
+    for key in ("post_neurons", "topdown_neurons"):
+        v = out[key]
+        if isinstance(v, str) and v != "all" or isinstance(v, list) and not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
+            raise ConfigError(f"{src}: key '{key}' must be \"all\" or a list of neuron indices, got {v!r}")
+    if out["pairings"] < 1:
+        raise ConfigError(f"{src}: key 'pairings' must be positive, got {out['pairings']}")
+    if out["interval_ms"] <= 0 or out["t_warmup_ms"] < 0:
+        raise ConfigError(f"{src}: 'interval_ms' must be > 0 and 't_warmup_ms' >= 0")
+    out["source"] = src
+    return out
+
+
+def run_protocol(path: str | Path, circuit: Circuit, out: str | Path, *, device: str = "runtime",
+                 levels: Sequence[str] = ("rate", "spike"), weights: dict | None = None) -> dict[str, Any]:
+    """Run a protocol file on a circuit and write its table and figure into ``out``."""
+    proto = load_protocol(path)
+    if "spike" not in levels:
+        raise ConfigError(f"{proto['source']}: a pairing protocol needs spike timing: include the spike level "
+                          f"(--levels rate,spike), got {list(levels)}")
+    return pairing_window(proto, circuit, Path(out), device=device, weights=weights)
+
+
+def _indices(spec, width: int, what: str, src: str) -> np.ndarray:
+    if spec == "all":
+        return np.arange(width)
+    idx = np.asarray(spec, dtype=int)
+    if idx.size == 0 or idx.max() >= width:
+        raise ConfigError(f"{src}: '{what}' indices must be in 0..{width - 1}, got {list(spec)}")
+    return idx
+
+
+def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "runtime",
+                   weights: dict | None = None) -> dict[str, Any]:
+    """The pairing protocol (see the module docstring).  Returns ``table`` (text), ``rows``, ``files``."""
+    from .levels import make_level
+    from .matrix.engine import init_weights
+
+    src = proto["source"]
+    out.mkdir(parents=True, exist_ok=True)
+    if not circuit.resolved:
+        if proto["input_width"] is None or proto["output_width"] is None:
+            raise ConfigError(f"{src}: the model's widths are 'auto'; set input_width and output_width in the "
+                              "protocol file or in the model file")
+        circuit = circuit.with_io_widths(proto["input_width"], proto["output_width"])
+    K = circuit.n_layers
+    pre, post = proto["pre"], proto["post"]
+    if not (pre.startswith("h") and pre[1:].isdigit() and int(pre[1:]) < K):
+        raise ConfigError(f"{src}: key 'pre' = {pre!r} must be an upstream population h0..h{K - 1}")
+    k = int(pre[1:])
+    if post != f"h{k + 1}":
+        raise ConfigError(f"{src}: key 'post' = {post!r}: W{k} connects {pre} to h{k + 1}; set post = \"h{k + 1}\"")
+    dt = circuit["spike.dt"]
+    tau = circuit["spike.tau_trace"]
+    timings = proto["timings_ms"]
+    steps = [round(v / dt) for v in timings]
+    if any(abs(s * dt - v) > 1e-9 for s, v in zip(steps, timings)):
+        raise ConfigError(f"{src}: every timing must be a multiple of spike.dt = {dt} ms")
+    span = max(abs(v) for v in timings)
+    interval = proto["interval_ms"]
+    if interval < 2 * span + 6 * tau:
+        raise ConfigError(f"{src}: interval_ms = {interval} is too short: pairings overlap unless it is >= "
+                          f"2 max|delta_t| + 6 tau_trace = {2 * span + 6 * tau:g} ms")
+    warm = round(proto["t_warmup_ms"] / dt) * dt
+    margin = span + 5 * dt
+    window = round((proto["pairings"] * interval + 2 * margin) / dt) * dt
+    c = circuit.with_overrides({"spike.trials": 1, "spike.t_trial": float(window), "spike.t_warmup": float(warm)},
+                               source=src)
+    w0 = init_weights(c) if weights is None else {n: np.asarray(v, dtype=np.float64) for n, v in weights.items()}
+    d = c.widths
+    post_idx = _indices(proto["post_neurons"], d[k + 1], "post_neurons", src)
+    top_idx = _indices(proto["topdown_neurons"], c.downstream_widths[k + 1], "topdown_neurons", src)
+    t_top = warm + margin + interval * np.arange(proto["pairings"])
+    slots = [("paired", v) for v in timings] + [("unpaired", None)]
+    width = d[k]
+    rounds = math.ceil(len(slots) / width)
+    name = f"W{k}"
+
+    results = []
+    counts_post = 0.0
+    kernel = T = None
+    vmax = None
+    for r in range(rounds):
+        chunk = slots[r * width:(r + 1) * width]
+        level = make_level("spike", c, {n: v.copy() for n, v in w0.items()}, device=device)
+        net = level.network
+        try:
+            for pop in net.layout.populations:
+                net.silence(pop)
+            if not proto["hold_soma"]:
+                net.unsilence(post)
+            for g in GROUPS:
+                net.freeze(g)
+            net.unfreeze(name)
+            net.inject(f"hbar{k + 1}", np.repeat(top_idx, t_top.size), np.tile(t_top, top_idx.size))
+            for j, (kind, delta) in enumerate(chunk):
+                t_pre = t_top - delta if kind == "paired" else t_top + interval / 2
+                net.inject(pre, [j] * t_pre.size, t_pre)
+            vkey = net.record(post, "v", indices=[int(post_idx[0])]) if c["spike.tier"] == "two_compartment" else None
+            zeros_x, zeros_y = np.zeros((1, d[0])), np.zeros((1, d[-1]))
+            new = level.network.run_trials(zeros_x, zeros_y)[0]
+            kernel, T = net.last["kernel"][name], net.last["window_s"]
+            info = net.kernel_info[name]
+            E_L = net.models.parameters.get("two_compartment", {}).get("E_L")
+            counts_post += float(net.last["spike_counts"][post].sum())
+            if vkey:
+                v = net.recordings[vkey]["values"]
+                vmax = max(vmax or -1.0, float(v.max()))
+        finally:
+            level.close()
+        dW = new[name] - w0[name]
+        for j, (kind, delta) in enumerate(chunk):
+            results.append({"kind": kind, "delta_t_ms": delta, "dW": dW[post_idx, j]})
+
+    control = next(r for r in results if r["kind"] == "unpaired")["dW"]
+    vbar = w0.get(f"Vbar{k}", np.eye(d[k + 1], c.downstream_widths[k + 1]))
+    b_top = vbar[:, top_idx].sum(axis=1)[post_idx]
+    r0, s = c["spike.baseline_rate"], c["spike.rate_scale"]
+    eta = c["eta.W"]
+    q, same_step = info["q"], info["same_step"]
+    unit = eta / (s * s * T * kernel)  # weight change per unit of tag
+    # rate level: the time-averaged rule eta * u * h - c w with the protocol's mean rates
+    n = proto["pairings"]
+    h_pre = (n / T - r0) / s
+    u_post = (b_top * n / T - r0 * vbar.sum(axis=1)[post_idx]) / s
+    from .matrix import rules
+
+    coef = rules.decay_coefficient(eta, c["gamma"], c.rule_options["decay"])
+    rate_dW = eta * u_post * h_pre - coef * w0[name][post_idx, 0]
+    top_steps = np.round(t_top / dt).astype(int)
+
+    def trace_sum(pre_times: np.ndarray) -> float:
+        """Closed form of the tag's pairing part per unit top-down weight: at each presynaptic spike
+        the causal rule reads the top-down trace, sum over earlier top-down spikes of q^lag (the
+        same step counts with weight 1 only if the top-down synapses write before W reads)."""
+        lags = np.round(pre_times / dt).astype(int)[:, None] - top_steps[None, :]
+        use = (lags >= 1) | ((lags == 0) & same_step)
+        return float(np.sum(np.where(use, q ** np.maximum(lags, 0), 0.0)))
+
+    control_pairs = trace_sum(t_top + interval / 2)
+    live = np.abs(b_top) > 1e-12
+    rows = []
+    for r in results:
+        if r["kind"] == "unpaired":
+            continue
+        lag = -round(r["delta_t_ms"] / dt)  # steps from the top-down spike to the presynaptic spike
+        per_unit = unit * (trace_sum(t_top - r["delta_t_ms"]) - control_pairs)
+        timing = r["dW"] - control
+        order = "top-down first" if lag >= 1 else ("same step" if lag == 0 else "presynaptic first")
+        rows.append({"delta_t_ms": r["delta_t_ms"], "order": order, "dW": float(np.mean(r["dW"])),
+                     "dW_timing_per_unit_topdown": float(np.mean(timing[live] / b_top[live])),
+                     "predicted_per_unit_topdown": per_unit,
+                     "max_abs_error": float(np.max(np.abs(timing - per_unit * b_top))),
+                     "dW_rate_level": float(np.mean(rate_dW))})
+    rows.sort(key=lambda row: row["delta_t_ms"])
+    meta = {"protocol": src, "synapses": f"{name}: {pre} -> {post}", "topdown": f"hbar{k + 1}{list(map(int, top_idx))} "
+            f"-> Vbar{k} -> apical of {post}", "post_neurons": list(map(int, post_idx)),
+            "pairings": n, "interval_ms": interval, "window_s": T, "tier": c["spike.tier"],
+            "tau_trace_ms": tau, "kernel_Z_s": kernel, "baseline_rate_Hz": r0, "rate_scale_Hz": s, "eta_W": eta,
+            "dW_unpaired_control": float(np.mean(control)), "postsynaptic_spikes": counts_post,
+            "topdown_weight_per_post_neuron": [float(v) for v in b_top],
+            "per_unit_topdown": "dW_timing divided by the summed top-down (Vbar) weight of the stimulated "
+                                "hbar neurons onto each postsynaptic neuron, averaged over postsynaptic neurons",
+            "delta_t": "t_topdown - t_pre (ms); negative: the top-down input comes first",
+            "rule": "causal heterosynaptic: a presynaptic spike reads the apical trace of the top-down input"}
+    if vmax is not None and E_L is not None:
+        meta["max_somatic_depolarisation_mV"] = (vmax - float(E_L)) * 1e3
+    files = [_write_csv(out / "pairing_window.csv", rows)]
+    (out / "pairing_window.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    files.append(out / "pairing_window.json")
+    files += _figure(out, rows, meta)
+    table = _format(rows, meta)
+    return {"table": table, "rows": rows, "meta": meta, "files": [str(f) for f in files]}
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _format(rows, meta) -> str:
+    lines = [f"pairing window of {meta['synapses']} (top-down: {meta['topdown']}), {meta['pairings']} pairings, "
+             f"tier {meta['tier']}; delta_t = t_topdown - t_pre",
+             "(timing = dW - unpaired control, per unit of top-down weight)",
+             f"{'delta_t (ms)':>12s} {'order':>18s} {'dW (mean)':>12s} {'timing':>12s} {'closed form':>12s} "
+             f"{'rate level':>12s}"]
+    for r in rows:
+        lines.append(f"{r['delta_t_ms']:>12g} {r['order']:>18s} {r['dW']:>12.4g} "
+                     f"{r['dW_timing_per_unit_topdown']:>12.4g} {r['predicted_per_unit_topdown']:>12.4g} "
+                     f"{r['dW_rate_level']:>12.4g}")
+    lines.append(f"unpaired control dW = {meta['dW_unpaired_control']:.4g}; postsynaptic spikes during the protocol: "
+                 f"{meta['postsynaptic_spikes']:g}")
+    if "max_somatic_depolarisation_mV" in meta:
+        lines.append(f"largest somatic depolarisation above E_L: {meta['max_somatic_depolarisation_mV']:.2f} mV")
+    return "\n".join(lines)
+
+
+def _figure(out: Path, rows, meta) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .compare import OKABE_ITO, save_figure
+
+    dt = np.array([r["delta_t_ms"] for r in rows])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.5, 3.6), constrained_layout=True)
+    a1.plot(dt, [r["dW"] for r in rows], "o", color=OKABE_ITO[5], label="spike level")
+    a1.axhline(meta["dW_unpaired_control"], color=OKABE_ITO[0], ls=":", lw=1, label="unpaired control")
+    a1.axhline(rows[0]["dW_rate_level"], color=OKABE_ITO[6], ls="--", lw=1,
+               label="rate level (time-averaged rule)")
+    a1.set(xlabel="delta t = t_topdown - t_pre (ms)", ylabel="weight change dW (dimensionless)",
+           title="Total change of W")
+    a1.legend(frameon=False, fontsize=7)
+    a2.plot(dt, [r["predicted_per_unit_topdown"] for r in rows], "-", color=OKABE_ITO[1], lw=1.2,
+            label="closed form (q^lag)")
+    a2.plot(dt, [r["dW_timing_per_unit_topdown"] for r in rows], "o", color=OKABE_ITO[5], ms=4,
+            label="spike level - unpaired control")
+    a2.axvline(0, color="0.7", lw=0.8)
+    a2.set(xlabel="delta t = t_topdown - t_pre (ms)", ylabel="timing-dependent dW per unit top-down weight",
+           title=f"Heterosynaptic window (tau_trace = {meta['tau_trace_ms']:g} ms)")
+    a2.legend(frameon=False, fontsize=7)
+    paths = save_figure(fig, out / "pairing_window")
+    plt.close(fig)
+    return paths
