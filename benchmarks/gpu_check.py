@@ -9,7 +9,7 @@ compared statistically (cosine of the weight changes, RNG streams differ between
 
 On a GPU machine run it through ``benchmarks/gpu_check.sh`` (installs from carried wheels);
 here, without a GPU, ``python benchmarks/gpu_check.py --devices cpp_standalone,runtime --sizes 20``
-exercises the same code path.  Results of real GPU runs go to benchmarks/results/.
+exercises the same code path.  Results of real GPU runs go to benchmarks/recorded/.
 """
 
 from __future__ import annotations

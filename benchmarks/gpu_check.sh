@@ -4,11 +4,11 @@
 # Then on the GPU machine, from the repo root:  bash benchmarks/gpu_check.sh
 # It installs salspike and its pinned dependencies from wheelhouse/ into a fresh venv, runs
 # benchmarks/gpu_check.py (cuda_standalone vs cpp_standalone, float64 then float32) and writes
-# the table to $OUT (or benchmarks/results/) with the GPU's name.  Budget: under 8 minutes.
+# the table to $OUT (or benchmarks/recorded/) with the GPU's name.  Budget: under 8 minutes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-out=${OUT:-benchmarks/results}
+out=${OUT:-benchmarks/recorded}
 mkdir -p "$out"
 python3 -m venv /tmp/salspike-venv
 . /tmp/salspike-venv/bin/activate
