@@ -201,9 +201,15 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
             level.close()
         dW = new[name] - w0[name]
         for j, (kind, delta) in enumerate(chunk):
-            results.append({"kind": kind, "delta_t_ms": delta, "dW": dW[post_idx, j]})
+            results.append({"kind": kind, "delta_t_ms": delta, "dW": dW[post_idx, j], "w": w0[name][post_idx, j]})
 
-    control = next(r for r in results if r["kind"] == "unpaired")["dW"]
+    from .matrix import rules
+
+    coef = rules.decay_coefficient(c["eta.W"], c["gamma"], c.rule_options["decay"])
+    # the timing-dependent part compares synapses with different initial weights: take the weight
+    # decay (-c w, known exactly) out before subtracting the unpaired control
+    control_entry = next(r for r in results if r["kind"] == "unpaired")
+    control = control_entry["dW"] + coef * control_entry["w"]
     vbar = w0.get(f"Vbar{k}", np.eye(d[k + 1], c.downstream_widths[k + 1]))
     b_top = vbar[:, top_idx].sum(axis=1)[post_idx]
     r0, s = c["spike.baseline_rate"], c["spike.rate_scale"]
@@ -214,9 +220,6 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     n = proto["pairings"]
     h_pre = (n / T - r0) / s
     u_post = (b_top * n / T - r0 * vbar.sum(axis=1)[post_idx]) / s
-    from .matrix import rules
-
-    coef = rules.decay_coefficient(eta, c["gamma"], c.rule_options["decay"])
     rate_dW = eta * u_post * h_pre - coef * w0[name][post_idx, 0]
     top_steps = np.round(t_top / dt).astype(int)
 
@@ -236,7 +239,7 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
             continue
         lag = -round(r["delta_t_ms"] / dt)  # steps from the top-down spike to the presynaptic spike
         per_unit = unit * (trace_sum(t_top - r["delta_t_ms"]) - control_pairs)
-        timing = r["dW"] - control
+        timing = r["dW"] + coef * r["w"] - control
         order = "top-down first" if lag >= 1 else ("same step" if lag == 0 else "presynaptic first")
         rows.append({"delta_t_ms": r["delta_t_ms"], "order": order, "dW": float(np.mean(r["dW"])),
                      "dW_timing_per_unit_topdown": float(np.mean(timing[live] / b_top[live])),
@@ -248,7 +251,7 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
             f"-> Vbar{k} -> apical of {post}", "post_neurons": list(map(int, post_idx)),
             "pairings": n, "interval_ms": interval, "window_s": T, "tier": c["spike.tier"],
             "tau_trace_ms": tau, "kernel_Z_s": kernel, "baseline_rate_Hz": r0, "rate_scale_Hz": s, "eta_W": eta,
-            "dW_unpaired_control": float(np.mean(control)), "postsynaptic_spikes": counts_post,
+            "dW_unpaired_control": float(np.mean(control_entry["dW"])), "decay_coefficient": coef, "postsynaptic_spikes": counts_post,
             "topdown_weight_per_post_neuron": [float(v) for v in b_top],
             "per_unit_topdown": "dW_timing divided by the summed top-down (Vbar) weight of the stimulated "
                                 "hbar neurons onto each postsynaptic neuron, averaged over postsynaptic neurons",

@@ -31,8 +31,8 @@ import pytest
 brian2 = pytest.importorskip("brian2")
 
 from salspike.brian import devices  # noqa: E402
-from salspike.brian.spike import (FICurve, SpikeNetwork, _replace_calibration, calibrate_model_file,  # noqa: E402
-                                  load_spike_models, pairing_norm, settle, trace_decay)
+from salspike.brian.spike import (FICurve, SpikeNetwork, _replace_calibration, load_spike_models,  # noqa: E402
+                                  pairing_norm, settle, trace_decay)
 from salspike.circuit import Circuit  # noqa: E402
 from salspike.cli import main  # noqa: E402
 from salspike.errors import ConfigError  # noqa: E402

@@ -56,7 +56,6 @@ SCHEDULE = {
     "monitor": ("start", 0),
     "summed": ("groups", 0),
     "synapse_state": ("groups", 1000),
-    "custom": ("groups", 1500),
     "neuron_state": ("groups", 2000),
 }
 
@@ -357,16 +356,18 @@ class Protocol:
         return s
 
     def clamp(self, population: str, value, neurons: Iterable[int] | None = None) -> None:
-        """Hold the activity of (some neurons of) a population at `value` (scalar or vector)."""
+        """Hold the activity of (some neurons of) a population at `value`: a scalar, or one value
+        per clamped neuron.  Clamps accumulate until `unclamp`."""
         pop = self.layout.population(population)
-        on, val = self.clamps.get(population, (np.zeros(pop.width), np.zeros(pop.width)))
-        on, val = on.copy(), val.copy()
+        on, val = (a.copy() for a in self.clamps.get(population, (np.zeros(pop.width), np.zeros(pop.width))))
         idx = np.arange(pop.width) if neurons is None else np.asarray(list(neurons), dtype=int)
         if idx.size and (idx.min() < 0 or idx.max() >= pop.width):
             raise ShapeError(f"clamp({population!r}): neuron indices must be in 0..{pop.width - 1}")
         v = np.asarray(value, dtype=np.float64)
+        if v.ndim != 0 and v.shape != idx.shape:
+            raise ShapeError(f"clamp({population!r}): expected a scalar or {idx.size} values, got shape {v.shape}")
         on[idx] = 1.0
-        val[idx] = v if v.ndim == 0 else (v[idx] if v.shape == (pop.width,) and neurons is None else v)
+        val[idx] = v
         self.clamps[population] = (on, val)
 
     def unclamp(self, population: str) -> None:
@@ -397,8 +398,7 @@ class Protocol:
         if target in self.layout.populations:
             width = self.layout.populations[target].width
         elif target in self.layout.projections:
-            width = int(np.prod(self.layout.projections[target].shape)) if \
-                self.layout.projections[target].connect != "one_to_one" else self.layout.projections[target].shape[0]
+            width = connection_indices(self.layout.projections[target])[0].size  # synapses
         else:
             raise ConfigError(f"record: unknown target {target!r}; populations: {', '.join(self.layout.populations)}; "
                               f"synapse groups: {', '.join(self.layout.projections)}")

@@ -51,8 +51,8 @@ from ..errors import ConfigError, DeviceError, DivergenceError, ShapeError
 from ..matrix import rules
 from ..matrix.engine import algorithm_plan, check_weights, init_weights
 from . import devices
-from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, circuit_layout, connection_indices,
-                     matrix_to_w, w_to_matrix)
+from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, _codegen_target, circuit_layout,
+                     connection_indices, dense_indices, matrix_to_w, one_to_one_indices, w_to_matrix)
 from .rate import RateModels, load_rate_models
 
 __all__ = ["SpikeModels", "load_spike_models", "default_spike_equations_path", "settle", "pairing_norm",
@@ -330,10 +330,7 @@ def load_spike_models(path: str | Path | None = None, rate_models: str | Path | 
     for c in sorted(comp_all):
         if comp.get(c) not in ("basal", "apical"):
             _fail(source, "tiers.two_compartment.compartments", f"compartment {c!r} must be 'basal' or 'apical'")
-    for group, r in group_rules.items():
-        for sig in r.signals.values():
-            on_pre, on_post = models.plastic_code(sig, models.window(group, sig))
-            _parse(source, f"synapses.{group}", data["plasticity"]["model"])
+    _parse(source, "plasticity", data["plasticity"]["model"])
     _parse(source, "fixed", fixed)
     return models
 
@@ -489,8 +486,6 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray], models: SpikeModel
         syn = brian2.Synapses(groups[s["pre"]], groups[s["post"]], s["model"], name=s["brian_name"],
                               clock=asm.clock, namespace={}, **kwargs)
         n_post, n_pre = s["shape"]
-        from .common import dense_indices, one_to_one_indices
-
         i, j = dense_indices(n_post, n_pre) if s["connect"] != "one_to_one" else one_to_one_indices(n_post)
         syn.connect(i=i, j=j)
         # explicit order inside the 'synapses' slot (Brian2 breaks ties by name); the pairing kernel's
@@ -579,8 +574,6 @@ def simulate_fi_curve(models: SpikeModels | None = None, *, dt_ms: float = 0.1, 
     t_w = float(cal["t_warmup"] / brian2.ms) if t_warmup_ms is None else t_warmup_ms
     t_m = float(cal["t_measure"] / brian2.ms) if t_measure_ms is None else t_measure_ms
     devices.select_device("runtime")
-    from .common import _codegen_target
-
     spec = models.neuron("upstream", tier)  # unconnected: the compartments stay at zero
     with _codegen_target(codegen_target):
         clock = brian2.Clock(dt=dt_ms * brian2.ms, name="calibration_clock")
@@ -956,7 +949,7 @@ class SpikeNetwork:
         return None
 
     def _values(self, acts: dict[str, np.ndarray], spec: dict, kernel: dict[str, float]) -> dict:
-        c, plan = self.circuit, self.plan
+        c = self.circuit
         r0, s = c["spike.baseline_rate"], c["spike.rate_scale"]
         t_start = c["spike.t_warmup"] * 1e-3
         vals: dict[str, Any] = {}
