@@ -1033,6 +1033,11 @@ class SpikeNetwork:
         kernel = self._kernel(spec)
         runner = self.runner()
         self.last_runner = runner
+        steps = self.duration_ms / c["spike.dt"]
+        if not runner.standalone and steps > 2e5 / max(n, 1) and not getattr(self, "_warned_slow", False):
+            self._warned_slow = True
+            logger.warning("spike level on the runtime device: %d rows x %.3g steps (about 1 ms per step with numpy "
+                           "code generation); use device cpp_standalone for long windows", n, steps)
         identity_lesioned = any(not pr.stored and pr.group == "Vbar" and pr.name in self.protocol.lesioned
                                 for pr in self.layout.projections.values())
         acts: dict[str, list] = {}
