@@ -123,12 +123,6 @@ def compare_levels(circuit: Circuit, levels: Sequence[str] = ("rate", "spike"), 
     if trials < 1:
         raise ConfigError(f"--trials must be positive, got {trials}")
     notes = []
-    if "rate" in levels:
-        try:
-            import salspike.brian.rate  # noqa: F401
-        except ImportError as err:
-            notes.append(f"the rate level is not importable ({err}); the matrix level (its rate limit) stands in")
-            levels = ["matrix" if l == "rate" else l for l in levels]
     circuit, x, y, test, data_name = _data(circuit, dataset, trials)
     w0 = init_weights(circuit) if weights is None else {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
     options = level_options or {}

@@ -81,12 +81,13 @@ def _subset(x, labels, n, seed):
 # ----------------------------------------------------------------- generated
 
 
-def load_digits(*, seed: int = 0, n_test=None, test_size: float = 0.2, **_) -> Dataset:
+def load_digits(*, seed: int = 0, n_test=None, n_train=None, test_size: float = 0.2) -> Dataset:
     """scikit-learn's 1797 8x8 handwritten digits (bundled, no download).
 
     Pixels are divided by 16 (range [0, 1]); the data is split 80/20 with
     ``train_test_split(stratify=labels, random_state=seed)``, so a given seed
-    always gives the same split. 64 inputs, 10 classes.
+    always gives the same split. 64 inputs, 10 classes. ``n_train`` keeps a seeded random
+    subset of the training split.
     """
     from sklearn.datasets import load_digits as _sk_digits
     from sklearn.model_selection import train_test_split
@@ -95,12 +96,12 @@ def load_digits(*, seed: int = 0, n_test=None, test_size: float = 0.2, **_) -> D
     x = d.data.astype(np.float64) / 16.0
     x_tr, x_te, l_tr, l_te = train_test_split(x, d.target, test_size=test_size, stratify=d.target,
                                               random_state=seed)
+    x_tr, l_tr = _subset(x_tr, l_tr, n_train, seed)
     return _make("digits", x_tr, l_tr, x_te, l_te, 10, n_test)
 
 
 def load_teacher_student(*, seed: int = 0, n_test=None, input_width: int = 20, hidden: int = 50,
-                         output_width: int = 10, n_train: int = 1000, noise: float = 0.0,
-                         **_) -> Dataset:
+                         output_width: int = 10, n_train: int = 1000, noise: float = 0.0) -> Dataset:
     """Regression data from a random teacher: a one-hidden-layer ReLU MLP.
 
     ``x ~ N(0, 1)^input_width``; ``y = W2 relu(W1 x) + noise * N(0, 1)`` with
@@ -182,7 +183,7 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=header).reshape(dims)
 
 
-def _load_idx_set(name, root, seed, n_test, n_train=None, **_) -> Dataset:
+def _load_idx_set(name, root, seed, n_test, n_train=None) -> Dataset:
     pretty = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[name]
     how = (f"download {pretty}'s four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
            "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; .gz is fine) into a folder and pass "
@@ -216,7 +217,7 @@ def _load_idx_set(name, root, seed, n_test, n_train=None, **_) -> Dataset:
 # ----------------------------------------------------------------- CIFAR-10
 
 
-def _load_cifar10(root, seed, n_test, n_train=None, **_) -> Dataset:
+def _load_cifar10(root, seed, n_test, n_train=None) -> Dataset:
     """CIFAR-10 python batches: ``data`` (N, 3072) uint8, ``labels`` list of 0..9."""
     how = ("download the CIFAR-10 python version (cifar-10-python.tar.gz), extract it and pass "
            "--data-root DIR (the folder holding data_batch_1..5 and test_batch, or its parent)")
@@ -255,7 +256,7 @@ def _load_cifar10(root, seed, n_test, n_train=None, **_) -> Dataset:
 # ----------------------------------------------------------------- SVHN
 
 
-def _load_svhn(root, seed, n_test, n_train=None, **_) -> Dataset:
+def _load_svhn(root, seed, n_test, n_train=None) -> Dataset:
     """SVHN cropped digits: ``X`` (32, 32, 3, N) uint8, ``y`` (N, 1) in 1..10, 10 = digit 0."""
     how = ("download SVHN's train_32x32.mat and test_32x32.mat (format 2, cropped digits) "
            "and pass --data-root DIR")
@@ -301,6 +302,15 @@ def load_dataset(name: str = "digits", *, root: str | os.PathLike | None = None,
     loader (e.g. ``hidden``, ``noise`` for teacher_student).
     """
     key = str(name).lower().replace("-", "_")
+    try:
+        return _dispatch(key, name, root, seed, n_test, kw)
+    except TypeError as exc:
+        if "unexpected keyword" not in str(exc):
+            raise
+        raise DatasetError(f"dataset {name!r} does not take option(s) {sorted(kw)}: {exc}") from None
+
+
+def _dispatch(key, name, root, seed, n_test, kw) -> Dataset:
     if key == "digits":
         return load_digits(seed=seed, n_test=n_test, **kw)
     if key == "teacher_student":

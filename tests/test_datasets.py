@@ -259,3 +259,13 @@ def test_svhn_missing_and_malformed(tmp_path):
     (tmp_path / "test_32x32.mat").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match="test_32x32.mat"):
         load_dataset("svhn", root=tmp_path)
+
+
+def test_digits_subset_and_unknown_option():
+    from salspike.datasets import load_dataset
+    from salspike.errors import DatasetError
+
+    d = load_dataset("digits", n_train=30, seed=1)
+    assert d.x_train.shape == (30, 64) and d.x_test.shape[0] == 360
+    with pytest.raises(DatasetError, match=r"does not take option\(s\) \['hiden'\]"):
+        load_dataset("digits", hiden=3)

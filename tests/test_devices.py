@@ -170,6 +170,8 @@ def _cuda_toolchain_or_skip():
         devices.find_nvcc()
         return devices.find_curand()
     except DeviceError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI machines have nvcc and cuRAND; the CUDA toolchain was not found: {err}")
         pytest.skip(f"no CUDA toolchain here: {err}")
 
 
@@ -279,28 +281,6 @@ def test_cuda_standalone_generates_toy_network(tmp_path, monkeypatch):
     assert "-arch=sm_90" in makefile and "-std=c++17" in makefile
     assert "-lcurand" in makefile
     assert not info.compiled and info.binary is None
-
-
-@pytest.mark.cuda_compile
-def test_cuda_standalone_compiles_toy_network(tmp_path, monkeypatch):
-    """Generate and compile (not run) the toy network with brian2cuda (minutes)."""
-    _cuda_toolchain_or_skip()
-    if not devices.has_gpu():
-        cuda_options = {"compute_capability": 9.0}
-    else:
-        cuda_options = None
-    build_dir = tmp_path / "cuda"
-    t0 = time.perf_counter()
-    _, info = devices.build_network("cuda_standalone", make_toy_network,
-                                    build_dir=build_dir,
-                                    duration=DURATION_MS * brian2.ms, run=False,
-                                    cuda_options=cuda_options)
-    elapsed = time.perf_counter() - t0
-    binary = devices.binary_path(build_dir)
-    assert binary.is_file() and os.access(binary, os.X_OK)
-    assert info.binary == binary.resolve() and info.compiled and not info.ran
-    print(f"\ncuda_standalone toy generate+compile: {elapsed:.1f} s "
-          f"(make {info.timings.get('compile', float('nan')):.1f} s)")
 
 
 def test_runtime_after_standalone_devices(runtime_reference, numpy_runtime):

@@ -48,7 +48,7 @@ from . import devices
 __all__ = [
     "SCHEDULE", "Population", "Projection", "Layout", "circuit_layout", "dense_indices",
     "one_to_one_indices", "matrix_to_w", "w_to_matrix", "TrialSchedule", "RecordingSpec",
-    "Protocol", "NetworkAssembly", "BrianRunner", "cache_root", "structure_hash",
+    "Protocol", "WeightsAndHooks", "NetworkAssembly", "BrianRunner", "cache_root", "structure_hash",
 ]
 
 #: ``when``/``order`` of each kind of object inside one time step (see module docstring).
@@ -420,7 +420,7 @@ class Protocol:
 
 
 @contextlib.contextmanager
-def _codegen_target(target: str | None):
+def using_codegen_target(target: str | None):
     from brian2 import prefs
 
     if target is None:
@@ -433,6 +433,50 @@ def _codegen_target(target: str | None):
     finally:
         prefs["codegen.target"] = old
 
+
+
+class WeightsAndHooks:
+    """Weights in the cross-level layout and the protocol hooks, shared by the rate and spike
+    networks (which provide ``self.circuit`` and ``self.protocol``)."""
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        from ..matrix.engine import check_weights
+
+        check_weights(self.circuit, dict(weights))
+        self.weights = {k: np.array(weights[k], dtype=np.float64) for k in self.circuit.shapes()}
+        for name in self.protocol.lesioned:
+            if name in self.weights:
+                self.weights[name][...] = 0.0
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.weights.items()}
+
+    def stimulate(self, population: str, value) -> None:
+        """Extra input to population ``h{k}``/``hbar{k}``: scalar, (width,), or (n_trials, width)
+        per trial of the next `run_trials`; None removes it."""
+        self.protocol.stimulate(population, value)
+
+    def clamp(self, population: str, value, neurons: Iterable[int] | None = None) -> None:
+        """Hold the activity of a population (or some of its neurons) at ``value``."""
+        self.protocol.clamp(population, value, neurons)
+
+    def unclamp(self, population: str) -> None:
+        self.protocol.unclamp(population)
+
+    def freeze(self, group: str) -> list[str]:
+        """No plasticity in a synapse group ('W' = every W{k}, or 'W1')."""
+        return self.protocol.freeze(group)
+
+    def unfreeze(self, group: str) -> list[str]:
+        return self.protocol.unfreeze(group)
+
+    def lesion(self, group: str) -> list[str]:
+        """Weights of the group(s) set to zero and kept there (no plasticity)."""
+        names = self.protocol.lesion(group)
+        for n in names:
+            if n in self.weights:
+                self.weights[n][...] = 0.0
+        return names
 
 def _stable_clock(dt_ms: float, name: str):
     """A Brian2 Clock whose hash depends on its name only.
@@ -546,8 +590,15 @@ class NetworkAssembly:
             n_neu += 1
         for n, m in enumerate(self.monitors.values()):
             m.when, m.order = SCHEDULE["monitor"][0], SCHEDULE["monitor"][1] + n
+        anchor = []
+        if type(b2.get_device()).__name__ == "CUDAStandaloneDevice":
+            # brian2cuda's synaptic-effect template reads `defaultclock.timestep` even when no object
+            # runs on the default clock, and fails to compile ("identifier defaultclock is
+            # undefined"); an empty group on the default clock makes it part of the project.
+            b2.defaultclock.dt = self.dt_ms * b2.ms
+            anchor.append(b2.NeuronGroup(1, "", clock=b2.defaultclock, name=f"{self.name}_defaultclock_anchor"))
         self._net = b2.Network(*self.neurons.values(), *self.synapses.values(), *self.monitors.values(),
-                               *self.others, name=f"{self.name}_network")
+                               *self.others, *anchor, name=f"{self.name}_network")
         return self._net
 
     def schedule_table(self) -> list[tuple[str, str, int]]:
@@ -686,7 +737,7 @@ class BrianRunner:
 
         if not self.standalone:
             self._select()
-            with _codegen_target(self.codegen_target):
+            with using_codegen_target(self.codegen_target):
                 self.assembly = self.make(template if template is not None else values)
                 net = self.assembly.network()
                 self._apply_runtime(values)

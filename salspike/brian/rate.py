@@ -46,8 +46,8 @@ import numpy as np
 from ..circuit import GROUPS, Circuit
 from ..errors import ConfigError, DivergenceError, ShapeError
 from ..matrix import rules
-from ..matrix.engine import algorithm_plan, check_weights, init_weights
-from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, TrialSchedule, circuit_layout,
+from ..matrix.engine import algorithm_plan, init_weights
+from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, TrialSchedule, WeightsAndHooks, circuit_layout,
                      connection_indices, dense_indices, matrix_to_w, one_to_one_indices, w_to_matrix)
 
 __all__ = ["RateModels", "load_rate_models", "default_equations_path", "RateNetwork"]
@@ -367,7 +367,7 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly
 _RUNNERS: dict[str, BrianRunner] = {}
 
 
-class RateNetwork:
+class RateNetwork(WeightsAndHooks):
     """The circuit as a Brian2 rate network.
 
     Parameters
@@ -453,45 +453,6 @@ class RateNetwork:
         if {k: (p.width) for k, p in old.populations.items()} != {k: p.width for k, p in self.layout.populations.items()}:
             raise ShapeError("set_circuit: the widths differ; create a new RateNetwork")
         self.protocol.layout = self.layout
-
-    # -- weights ------------------------------------------------------------------
-    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
-        check_weights(self.circuit, dict(weights))
-        self.weights = {k: np.array(weights[k], dtype=np.float64) for k in self.circuit.shapes()}
-        for name in self.protocol.lesioned:
-            if name in self.weights:
-                self.weights[name][...] = 0.0
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.weights.items()}
-
-    # -- protocol hooks -----------------------------------------------------------
-    def stimulate(self, population: str, value) -> None:
-        """Extra input to population ``h{k}``/``hbar{k}``: scalar, (width,), or (n_trials, width)
-        per trial of the next `run_trials`; None removes it.  Added in every phase."""
-        self.protocol.stimulate(population, value)
-
-    def clamp(self, population: str, value, neurons: Iterable[int] | None = None) -> None:
-        """Hold the activity of a population (or some of its neurons) at ``value``."""
-        self.protocol.clamp(population, value, neurons)
-
-    def unclamp(self, population: str) -> None:
-        self.protocol.unclamp(population)
-
-    def freeze(self, group: str) -> list[str]:
-        """No plasticity in a synapse group ('W' = every W{k}, or 'W1')."""
-        return self.protocol.freeze(group)
-
-    def unfreeze(self, group: str) -> list[str]:
-        return self.protocol.unfreeze(group)
-
-    def lesion(self, group: str) -> list[str]:
-        """Weights of the group(s) set to zero and kept there (no plasticity)."""
-        names = self.protocol.lesion(group)
-        for n in names:
-            if n in self.weights:
-                self.weights[n][...] = 0.0
-        return names
 
     def record(self, target: str, variable: str, dt: float | None = None,
                indices: Iterable[int] | None = None) -> str:

@@ -49,9 +49,9 @@ import numpy as np
 from ..circuit import GROUPS, Circuit
 from ..errors import ConfigError, DeviceError, DivergenceError, ShapeError
 from ..matrix import rules
-from ..matrix.engine import algorithm_plan, check_weights, init_weights
+from ..matrix.engine import algorithm_plan, init_weights
 from . import devices
-from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, _codegen_target, circuit_layout,
+from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, WeightsAndHooks, circuit_layout, using_codegen_target,
                      connection_indices, dense_indices, matrix_to_w, one_to_one_indices, w_to_matrix)
 from .rate import RateModels, load_rate_models
 
@@ -575,7 +575,7 @@ def simulate_fi_curve(models: SpikeModels | None = None, *, dt_ms: float = 0.1, 
     t_m = float(cal["t_measure"] / brian2.ms) if t_measure_ms is None else t_measure_ms
     devices.select_device("runtime")
     spec = models.neuron("upstream", tier)  # unconnected: the compartments stay at zero
-    with _codegen_target(codegen_target):
+    with using_codegen_target(codegen_target):
         clock = brian2.Clock(dt=dt_ms * brian2.ms, name="calibration_clock")
         kwargs = {"refractory": spec["refractory"]} if spec["refractory"] else {}
         g = brian2.NeuronGroup(len(currents_pA), spec["equations"], threshold=spec["threshold"],
@@ -683,7 +683,7 @@ def calibrate_model_file(model_path: str | Path, out: str | Path | None = None, 
 _RUNNERS: dict[str, BrianRunner] = {}
 
 
-class SpikeNetwork:
+class SpikeNetwork(WeightsAndHooks):
     """The circuit as a Brian2 spiking network (tier ``spike.tier``).
 
     Parameters
@@ -773,43 +773,6 @@ class SpikeNetwork:
                 raise ConfigError(f"{src}: spike.tier = 'two_compartment' needs a calibrated transfer function in "
                                   f"'spike.calibration'; run `salspike calibrate --model {src}` first")
             self.curve = FICurve.from_table(cal, f"{src}: spike.calibration")
-
-    # -- weights ------------------------------------------------------------------
-    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
-        check_weights(self.circuit, dict(weights))
-        self.weights = {k: np.array(weights[k], dtype=np.float64) for k in self.circuit.shapes()}
-        for name in self.protocol.lesioned:
-            if name in self.weights:
-                self.weights[name][...] = 0.0
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.weights.items()}
-
-    # -- protocol hooks (shared with the rate level) --------------------------------
-    def stimulate(self, population: str, value) -> None:
-        """Extra input to a population's settling (as at the rate level): scalar, (width,) or
-        (n_rows, width); None removes it."""
-        self.protocol.stimulate(population, value)
-
-    def clamp(self, population: str, value, neurons: Iterable[int] | None = None) -> None:
-        """Hold the analogue activity of a population (or some neurons) at ``value``."""
-        self.protocol.clamp(population, value, neurons)
-
-    def unclamp(self, population: str) -> None:
-        self.protocol.unclamp(population)
-
-    def freeze(self, group: str) -> list[str]:
-        return self.protocol.freeze(group)
-
-    def unfreeze(self, group: str) -> list[str]:
-        return self.protocol.unfreeze(group)
-
-    def lesion(self, group: str) -> list[str]:
-        names = self.protocol.lesion(group)
-        for n in names:
-            if n in self.weights:
-                self.weights[n][...] = 0.0
-        return names
 
     def record(self, target: str, variable: str, dt: float | None = None,
                indices: Iterable[int] | None = None) -> str:

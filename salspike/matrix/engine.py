@@ -175,7 +175,7 @@ class MatrixNetwork:
         (Eqs. 5-8, or Algorithm 1 per `rule_options`), all from the pre-step state."""
         eta, gamma, opt, plan = self.plan.eta, self.circuit["gamma"], self.options, self.plan
         h, a, hbar, drive = act.h, act.a, act.hbar, act.drive
-        W, Wbar, V, Vbar = self.W, self.Wbar, self.V, self.Vbar
+        V, Vbar = self.V, self.Vbar
 
         def c(group):
             return rules.decay_coefficient(eta[group], gamma, opt["decay"])
