@@ -7,6 +7,7 @@ and checks the binaries exist (about 3-4 minutes on 2 cores).
 
 import json
 import os
+import sys
 import time
 
 import pytest
@@ -59,4 +60,4 @@ def test_cuda_standalone_compiles_rate_and_spike_networks(tmp_path, capsys):
         binary = devices.binary_path(tmp_path / level)
         assert info["binary_exists"] and binary.is_file() and os.access(binary, os.X_OK)
         assert "run_s" not in info  # compile only
-        print(f"{level}: cuda_standalone generate+compile {time.perf_counter() - t0:.0f} s")
+        sys.stderr.write(f"{level}: cuda_standalone generate+compile {time.perf_counter() - t0:.0f} s\n")
