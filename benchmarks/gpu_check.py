@@ -42,7 +42,8 @@ def circuit_for(hidden: int, float32: bool):
                               "dtype": "float32" if float32 else "float64",
                               "eta": {"W": 0.01, "Wbar": 0.001, "V": 0.001, "Vbar": 0.001},
                               "rate": {"t_forward": 10.0, "t_feedback": 10.0, "t_plasticity": 1.0, "dt": 0.1,
-                                       "tau_up": 1.0, "tau_down": 1.0}})
+                                       "tau_up": 0.5, "tau_down": 0.5},
+                              "spike": {"t_trial": 1000.0, "trials": 10}})
 
 
 def n_synapses(circuit) -> int:
