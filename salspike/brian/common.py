@@ -478,6 +478,23 @@ class WeightsAndHooks:
                 self.weights[n][...] = 0.0
         return names
 
+    def clear_recordings(self) -> None:
+        self.protocol.recordings.clear()
+        self.recordings = {}
+
+    def _trial_arrays(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (n, d_0) and targets (n, d_K) of n >= 1 trials as float64, or a ShapeError."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        d = self.circuit.widths
+        if x.ndim != 2 or x.shape[1] != d[0]:
+            raise ShapeError(f"inputs x have shape {x.shape}, expected (n, {d[0]})")
+        if y.shape != (x.shape[0], d[-1]):
+            raise ShapeError(f"targets y have shape {y.shape}, expected ({x.shape[0]}, {d[-1]})")
+        if x.shape[0] == 0:
+            raise ShapeError("run_trials needs at least one trial")
+        return x, y
+
 def _stable_clock(dt_ms: float, name: str):
     """A Brian2 Clock whose hash depends on its name only.
 

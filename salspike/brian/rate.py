@@ -462,10 +462,6 @@ class RateNetwork(WeightsAndHooks):
         (n_samples, n_post, n_pre)).  Changes the compiled network."""
         return self.protocol.record(target, variable, dt, indices)
 
-    def clear_recordings(self) -> None:
-        self.protocol.recordings.clear()
-        self.recordings = {}
-
     # -- building -----------------------------------------------------------------
     def _spec(self, n_trials: int) -> dict:
         return _rate_spec(self.circuit, self.models, self.layout, self.schedule, n_trials,
@@ -549,16 +545,8 @@ class RateNetwork(WeightsAndHooks):
         window each (online learning, in order).  Returns ``(new_weights, activities)``:
         activities ``h0..hK`` and ``hbar1..hbarK`` as (n, width) arrays, recorded at the end of
         each trial's feedback phase, before its update."""
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        d = self.circuit.widths
-        if x.ndim != 2 or x.shape[1] != d[0]:
-            raise ShapeError(f"inputs x have shape {x.shape}, expected (n, {d[0]})")
-        if y.shape != (x.shape[0], d[-1]):
-            raise ShapeError(f"targets y have shape {y.shape}, expected ({x.shape[0]}, {d[-1]})")
+        x, y = self._trial_arrays(x, y)
         n = x.shape[0]
-        if n == 0:
-            raise ShapeError("run_trials needs at least one trial")
         stim_all = {name: self.protocol.stimulus(name, n) for name in self.layout.populations}
         if self.device == "runtime":
             chunk = self.trials_per_run or n

@@ -53,7 +53,7 @@ from ..matrix.engine import algorithm_plan, init_weights
 from . import devices
 from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, WeightsAndHooks, circuit_layout, using_codegen_target,
                      connection_indices, dense_indices, matrix_to_w, one_to_one_indices, w_to_matrix)
-from .rate import RateModels, load_rate_models
+from .rate import RateModels, _fail, _parse, load_rate_models
 
 __all__ = ["SpikeModels", "load_spike_models", "default_spike_equations_path", "settle", "pairing_norm",
            "trace_decay", "SpikeNetwork", "FICurve", "simulate_fi_curve", "calibrate_model_file",
@@ -82,10 +82,6 @@ def default_spike_equations_path() -> Path:
 # --------------------------------------------------------------------------- models
 
 
-def _fail(source: str, where: str, msg: str):
-    raise ConfigError(f"{source}: [{where}] {msg}")
-
-
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]+)?\s*$")
 
 
@@ -103,16 +99,6 @@ def parse_quantity(text: str, source: str = "", where: str = ""):
     if u is None or not isinstance(u, brian2.Quantity):
         _fail(source, where, f"unknown unit {unit!r} in {text!r}")
     return value * u
-
-
-def _parse(source: str, where: str, text: str):
-    from brian2 import Equations
-    from brian2.equations.equations import EquationError
-
-    try:
-        return Equations(text)
-    except (EquationError, ValueError, SyntaxError, TypeError) as err:
-        _fail(source, where, f"not valid Brian2 equations: {err}\n{text}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -786,10 +772,6 @@ class SpikeNetwork(WeightsAndHooks):
                 raise ConfigError(f"record: dt = {dt} ms is not a multiple of spike.dt = {self.circuit['spike.dt']} ms")
         return self.protocol.record(target, variable, dt, indices)
 
-    def clear_recordings(self) -> None:
-        self.protocol.recordings.clear()
-        self.recordings = {}
-
     # -- spike-level hooks ----------------------------------------------------------
     def silence(self, population: str, neurons: Iterable[int] | None = None) -> None:
         """No spontaneous (encoded) firing: Poisson rate 0; two-compartment soma held below threshold
@@ -979,16 +961,8 @@ class SpikeNetwork(WeightsAndHooks):
         and the spike-level weight changes (``updates``), ``self.recordings`` the recordings."""
         import brian2
 
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        d = self.circuit.widths
-        if x.ndim != 2 or x.shape[1] != d[0]:
-            raise ShapeError(f"inputs x have shape {x.shape}, expected (n, {d[0]})")
-        if y.shape != (x.shape[0], d[-1]):
-            raise ShapeError(f"targets y have shape {y.shape}, expected ({x.shape[0]}, {d[-1]})")
+        x, y = self._trial_arrays(x, y)
         n = x.shape[0]
-        if n == 0:
-            raise ShapeError("run_trials needs at least one trial")
         c = self.circuit
         r0, s = c["spike.baseline_rate"], c["spike.rate_scale"]
         T = self.t_window_ms * 1e-3
