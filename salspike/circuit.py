@@ -134,6 +134,18 @@ def _suggest(key: str) -> str:
     return f" Did you mean {', '.join(close)}?" if close else ""
 
 
+def read_toml_file(path: str | Path, kind: str, example: str) -> dict:
+    """Parse a TOML file; a missing or invalid file is a ConfigError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{kind} file {path} does not exist; {kind} files live in {Path(example).parent}/ "
+                          f"(e.g. {example})")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def parse_value(text: str) -> Any:
     """Parse the value part of ``--set key=value`` as a TOML value (bare words are strings)."""
     try:
@@ -163,14 +175,7 @@ class Circuit:
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "Circuit":
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"model file {path} does not exist; model files live in models/ "
-                              "(e.g. models/paper_mlp.toml)")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = read_toml_file(path, "model", "models/paper_mlp.toml")
         circuit = cls.from_dict(data, source=str(path))
         return circuit.with_overrides(overrides or {}) if overrides else circuit
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .circuit import GROUPS, Circuit
+from .circuit import GROUPS, Circuit, read_toml_file
 from .errors import ConfigError
 
 __all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_protocol", "pairing_window"]
@@ -55,15 +54,8 @@ PROTOCOLS = ("pairing_window",)
 
 def load_protocol(path: str | Path) -> dict[str, Any]:
     """Read and validate a protocol file; returns every key with its value or default."""
-    path = Path(path)
     src = str(path)
-    if not path.is_file():
-        raise ConfigError(f"protocol file {path} does not exist; protocol files live in protocols/ "
-                          "(e.g. protocols/pairing_window.toml)")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{src}: not valid TOML: {err}") from None
+    data = read_toml_file(path, "protocol", "protocols/pairing_window.toml")
     out = {}
     for key, value in data.items():
         if key not in PROTOCOL_SCHEMA:
