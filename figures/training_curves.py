@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+from salspike.plotting import OKABE_ITO, save_figure  # noqa: E402
 
 
 def read_metrics(folder: Path) -> list[dict]:
@@ -48,11 +48,8 @@ def main(argv=None):
                ylim=(0, 95))
     ax_acc.legend(frameon=False)
     ax_ang.legend(frameon=False, fontsize=7)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("pdf", "svg", "png"):
-        fig.savefig(out.with_suffix(f".{ext}"), dpi=150)
-    print(f"wrote {out}.pdf/.svg/.png")
+    save_figure(fig, args.out, ("pdf", "svg", "png"))
+    print(f"wrote {args.out}.pdf/.svg/.png")
 
 
 if __name__ == "__main__":

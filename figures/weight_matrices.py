@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from salspike.metrics import effective_rank  # noqa: E402
+from salspike.plotting import save_figure  # noqa: E402
 
 
 def load_weights(path: Path) -> dict[str, np.ndarray]:
@@ -51,11 +52,8 @@ def main(argv=None):
         axes[2].semilogy(np.arange(1, len(s) + 1), s / s[0], color=color, linestyle=style, label=name)
     axes[2].set(title="singular values", xlabel="index", ylabel="s_i / s_1")
     axes[2].legend(frameon=False)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("pdf", "svg", "png"):
-        fig.savefig(out.with_suffix(f".{ext}"), dpi=150)
-    print(f"wrote {out}.pdf/.svg/.png")
+    save_figure(fig, args.out, ("pdf", "svg", "png"))
+    print(f"wrote {args.out}.pdf/.svg/.png")
 
 
 if __name__ == "__main__":

@@ -34,23 +34,13 @@ from .circuit import GROUPS, Circuit
 from .errors import ConfigError
 from .matrix.engine import group_of, init_weights
 
-__all__ = ["compare_levels", "OKABE_ITO", "save_figure"]
+__all__ = ["compare_levels"]
+
+from .plotting import save_figure
 
 logger = logging.getLogger(__name__)
 
-#: Okabe & Ito (2008) colour-blind-safe palette (as figures/training_curves.py)
-OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
 GROUP_COLOURS = {"W": "#0072B2", "Wbar": "#D55E00", "V": "#009E73", "Vbar": "#CC79A7"}
-
-
-def save_figure(fig, stem: Path) -> list[Path]:
-    """Write ``stem``.pdf and ``stem``.png."""
-    out = []
-    for ext in ("pdf", "png"):
-        p = stem.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=150)
-        out.append(p)
-    return out
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:

@@ -290,7 +290,7 @@ def _figure(out: Path, rows, meta) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .compare import OKABE_ITO, save_figure
+    from .plotting import OKABE_ITO, save_figure
 
     dt = np.array([r["delta_t_ms"] for r in rows])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.5, 3.6), constrained_layout=True)

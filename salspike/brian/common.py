@@ -48,7 +48,7 @@ from . import devices
 __all__ = [
     "SCHEDULE", "Population", "Projection", "Layout", "circuit_layout", "dense_indices",
     "one_to_one_indices", "matrix_to_w", "w_to_matrix", "TrialSchedule", "RecordingSpec",
-    "Protocol", "WeightsAndHooks", "NetworkAssembly", "BrianRunner", "cache_root", "structure_hash",
+    "Protocol", "WeightsAndHooks", "NetworkAssembly", "shared_runner", "BrianRunner", "cache_root", "structure_hash",
 ]
 
 #: ``when``/``order`` of each kind of object inside one time step (see module docstring).
@@ -646,6 +646,23 @@ def structure_hash(structure: Any) -> str:
 _ACTIVE: dict[str, Any] = {"runner": None}
 
 
+def _timed_values(key: str, timed_array, value) -> np.ndarray:
+    """New values for a TimedArray, which must keep the shape it was built with."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != timed_array.values.shape:
+        raise ShapeError(f"{key}: shape {arr.shape} differs from the network's {timed_array.values.shape}")
+    return arr
+
+
+_RUNNERS: dict[str, "BrianRunner"] = {}
+
+
+def shared_runner(runner: "BrianRunner") -> "BrianRunner":
+    """The one runner per (structure hash, build folder) in this process, so that a compiled
+    project is reused instead of regenerated."""
+    return _RUNNERS.setdefault(f"{runner.hash}:{runner.build_dir}", runner)
+
+
 class BrianRunner:
     """Runs the network that `make` assembles on one Brian2 device, repeatedly, with new values.
 
@@ -807,10 +824,7 @@ class BrianRunner:
         for key, value in values.items():
             h = asm.handle(key)
             if isinstance(h, asm.b2.TimedArray):
-                arr = np.asarray(value, dtype=np.float64)
-                if arr.shape != h.values.shape:
-                    raise ShapeError(f"{key}: shape {arr.shape} differs from the compiled {h.values.shape}")
-                args[h] = arr
+                args[h] = _timed_values(key, h, value)
             else:
                 arr = np.asarray(value, dtype=np.float64)
                 n = len(h.group) if not h.variable.scalar else 1
@@ -824,10 +838,7 @@ class BrianRunner:
         for key, value in values.items():
             h = asm.handle(key)
             if isinstance(h, asm.b2.TimedArray):
-                arr = np.asarray(value, dtype=np.float64)
-                if arr.shape != h.values.shape:
-                    raise ShapeError(f"{key}: shape {arr.shape} differs from the network's {h.values.shape}")
-                h.values[...] = arr
+                h.values[...] = _timed_values(key, h, value)
             else:
                 obj, _, var = key.rpartition(".")
                 owner = asm.neurons.get(obj) or asm.synapses.get(obj)

@@ -47,7 +47,8 @@ from ..circuit import GROUPS, Circuit
 from ..errors import ConfigError, DivergenceError, ShapeError
 from ..matrix import rules
 from ..matrix.engine import algorithm_plan, init_weights
-from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, TrialSchedule, WeightsAndHooks, circuit_layout,
+from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, TrialSchedule, WeightsAndHooks,
+                     circuit_layout, shared_runner,
                      connection_indices, dense_indices, matrix_to_w, one_to_one_indices, w_to_matrix)
 
 __all__ = ["RateModels", "load_rate_models", "default_equations_path", "RateNetwork"]
@@ -364,9 +365,6 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly
 # --------------------------------------------------------------------------- the network
 
 
-_RUNNERS: dict[str, BrianRunner] = {}
-
-
 class RateNetwork(WeightsAndHooks):
     """The circuit as a Brian2 rate network.
 
@@ -473,11 +471,7 @@ class RateNetwork(WeightsAndHooks):
                              kind="rate", build_dir=self.build_dir, compile_jobs=self.compile_jobs,
                              cuda_options=self.cuda_options, codegen_target=self.codegen_target,
                              profile=self.profile)
-        key = f"{runner.hash}:{runner.build_dir}"
-        if key in _RUNNERS:
-            return _RUNNERS[key]
-        _RUNNERS[key] = runner
-        return runner
+        return shared_runner(runner)
 
     def compile(self, n_trials: int | None = None, *, compile: bool = True) -> BrianRunner:
         """Standalone: generate and (compile=True) compile the project for ``n_trials`` trials

@@ -51,7 +51,8 @@ from ..errors import ConfigError, DeviceError, DivergenceError, ShapeError
 from ..matrix import rules
 from ..matrix.engine import algorithm_plan, init_weights
 from . import devices
-from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, WeightsAndHooks, circuit_layout, using_codegen_target,
+from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, WeightsAndHooks, circuit_layout,
+                     shared_runner, using_codegen_target,
                      connection_indices, dense_indices, matrix_to_w, one_to_one_indices, w_to_matrix)
 from .rate import RateModels, _fail, _parse, load_rate_models
 
@@ -666,9 +667,6 @@ def calibrate_model_file(model_path: str | Path, out: str | Path | None = None, 
 # --------------------------------------------------------------------------- the network
 
 
-_RUNNERS: dict[str, BrianRunner] = {}
-
-
 class SpikeNetwork(WeightsAndHooks):
     """The circuit as a Brian2 spiking network (tier ``spike.tier``).
 
@@ -834,10 +832,7 @@ class SpikeNetwork(WeightsAndHooks):
                              kind=f"spike-{self.tier}", build_dir=self.build_dir, compile_jobs=self.compile_jobs,
                              cuda_options=self.cuda_options, codegen_target=self.codegen_target,
                              profile=self.profile)
-        key = f"{runner.hash}:{runner.build_dir}"
-        if key not in _RUNNERS:
-            _RUNNERS[key] = runner
-        return _RUNNERS[key]
+        return shared_runner(runner)
 
     def compile(self, n_trials: int | None = None, *, compile: bool = True) -> BrianRunner:
         """Standalone: generate and (compile=True) compile the project without running it.
