@@ -43,7 +43,7 @@ def circuit_for(hidden: int, float32: bool):
                               "eta": {"W": 0.01, "Wbar": 0.001, "V": 0.001, "Vbar": 0.001},
                               "rate": {"t_forward": 10.0, "t_feedback": 10.0, "t_plasticity": 1.0, "dt": 0.1,
                                        "tau_up": 0.5, "tau_down": 0.5},
-                              "spike": {"t_trial": 1000.0, "trials": 10}})
+                              "spike": {"t_window": 1000.0, "repeats": 10}})
 
 
 def n_synapses(circuit) -> int:
@@ -51,7 +51,7 @@ def n_synapses(circuit) -> int:
 
 
 def run_level(level: str, circuit, device: str, x, y, build_root: str, trials: int):
-    from salspike.matrix.engine import init_weights
+    from salspike.circuit import init_weights
 
     weights = init_weights(circuit)
     build_dir = os.path.join(build_root, f"{level}-{device}-{circuit['name']}")

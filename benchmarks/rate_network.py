@@ -33,11 +33,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from salspike.brian.common import connection_indices  # noqa: E402
+from salspike.brian.assembly import connection_indices  # noqa: E402
 from salspike.brian.rate import RateNetwork  # noqa: E402
 from salspike.circuit import Circuit  # noqa: E402
 from salspike.datasets import load_digits  # noqa: E402
-from salspike.matrix.engine import init_weights  # noqa: E402
+from salspike.circuit import init_weights  # noqa: E402
 
 
 def sparse_throughput(layout, repeats: int) -> tuple[float, int]:

@@ -88,7 +88,7 @@ def plastic(model: str, duration_s: float, build_dir: Path, jobs: int, tier: str
     import brian2
 
     data = load_digits(seed=0)
-    over = {"spike.t_trial": duration_s * 1000.0, "spike.trials": 1, "spike.t_warmup": 0.0}
+    over = {"spike.t_window": duration_s * 1000.0, "spike.repeats": 1, "spike.t_warmup": 0.0}
     if tier:
         over["spike.tier"] = tier
     circuit = Circuit.load(model, over).with_io_widths(data.input_width, data.output_width)

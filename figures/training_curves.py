@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,11 +21,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 from salspike.plotting import OKABE_ITO, save_figure  # noqa: E402
 
 
+def fail(message: str):
+    """One line on stderr and exit status 2 (the salspike convention for user errors)."""
+    print(f"training_curves: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def read_metrics(folder: Path) -> list[dict]:
+    """The epoch records of a results folder; empty, unreadable or non-finite input is an error."""
     path = folder / "metrics.jsonl"
     if not path.is_file():
-        raise SystemExit(f"{path} not found: pass results folders written by `salspike train --out`")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        fail(f"{path} not found: pass results folders written by `salspike train --out`")
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        fail(f"{path} is not JSON lines ({exc}); pass a results folder of `salspike train`")
+    if not records:
+        fail(f"{path} has no epochs yet: train at least one epoch first")
+    for r in records:
+        values = [r.get("test_accuracy")] + [m.get("delta_angle") for m in r.get("layers", [])]
+        if any(v is None or not math.isfinite(v) for v in values):
+            fail(f"{path}: epoch {r.get('epoch')} has a missing or non-finite accuracy/angle (a diverged run?); "
+                 "plot runs that finished")
+    return records
 
 
 def main(argv=None):
@@ -33,6 +53,8 @@ def main(argv=None):
     ap.add_argument("--out", default="figures/out/training_curves")
     args = ap.parse_args(argv)
     labels = args.labels or [p.name for p in args.runs]
+    if len(labels) != len(args.runs):
+        fail(f"{len(args.runs)} runs but {len(labels)} labels: give one label per run (or none)")
     fig, (ax_acc, ax_ang) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
     for i, (run, label) in enumerate(zip(args.runs, labels)):
         m = read_metrics(run)

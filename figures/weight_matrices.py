@@ -9,6 +9,7 @@ Writes OUT.pdf, OUT.svg, OUT.png; titles give the effective rank (Roy & Vetterli
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -21,12 +22,21 @@ from salspike.metrics import effective_rank  # noqa: E402
 from salspike.plotting import save_figure  # noqa: E402
 
 
+def fail(message: str):
+    """One line on stderr and exit status 2 (the salspike convention for user errors)."""
+    print(f"weight_matrices: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def load_weights(path: Path) -> dict[str, np.ndarray]:
     f = path / "weights.npz" if path.is_dir() else path
     if not f.is_file():
-        raise SystemExit(f"{f} not found: pass a results folder of `salspike train` or a weights .npz")
-    with np.load(f) as z:
-        return {k: z[k] for k in z.files}
+        fail(f"{f} not found: pass a results folder of `salspike train` or a weights .npz")
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - any read failure is a user-facing file problem
+        fail(f"{f} is not a readable .npz ({type(exc).__name__}); pass weights.npz of `salspike train`")
 
 
 def main(argv=None):
@@ -38,8 +48,11 @@ def main(argv=None):
     w = load_weights(args.weights)
     k = args.layer
     if f"W{k}" not in w or f"Vbar{k}" not in w:
-        raise SystemExit(f"layer {k}: need W{k} and Vbar{k}; available: {sorted(w)}")
+        fail(f"layer {k}: need W{k} and Vbar{k}; available: {sorted(w)} (the output layer's Vbar is the fixed I)")
     W, Vb = w[f"W{k}"].astype(np.float64), w[f"Vbar{k}"].astype(np.float64)
+    for name, m in ((f"W{k}", W), (f"Vbar{k}", Vb)):
+        if m.size == 0 or not np.all(np.isfinite(m)):
+            fail(f"{name} is empty or holds NaN/inf (a diverged run?); plot weights of a run that finished")
     mats = {"W W$^T$": W @ W.T, "H = $\\bar V \\bar V^T$": Vb @ Vb.T}
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), constrained_layout=True)
     for ax, (name, m) in zip(axes[:2], mats.items()):

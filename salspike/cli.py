@@ -1,25 +1,62 @@
-"""Command line: ``salspike train | step | sweep | build | compare | calibrate``."""
+"""Command line: ``salspike train | step | sweep | build | compare | calibrate | model``.
+
+Every user error (a typo in a file, a missing file, mismatched shapes, NaN, an unknown or ignored
+option, a diverging run) ends in one line on stderr, ``salspike <command>: error: ...``, naming
+the problem and the fix, and exit status 2; nothing already computed is lost or half-written.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from . import __version__, console
 from .circuit import Circuit, parse_overrides
 from .errors import ConfigError, SalspikeError, ShapeError
+from .resources import bundled, bundled_path, resolve
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "paper_mlp.toml"
+DEFAULT_MODEL = "paper_mlp"
+DEVICE_CHOICES = ("runtime", "cpp_standalone", "cuda_standalone")
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(what: str, minimum: int = 1):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _nonempty(what: str):
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{what} must not be empty; give a path, e.g. runs/digits")
+        return text
+    return parse
 
 
 def _model(path, overrides) -> Circuit:
-    if path is None:
-        if not DEFAULT_MODEL.is_file():
-            raise ConfigError("no --model given and the bundled models/paper_mlp.toml was not found; pass --model FILE")
-        path = DEFAULT_MODEL
+    """The model file (a path, or a bundled name; default the paper MLP) with --set overrides."""
+    path = bundled_path("model", DEFAULT_MODEL) if path is None else resolve("model", path)
     return Circuit.load(path, overrides)
 
 
@@ -31,33 +68,86 @@ def _load_npz(path, what) -> dict[str, np.ndarray]:
         with np.load(p, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     except Exception as exc:  # noqa: BLE001 - any read failure is a user-facing file problem
-        raise ConfigError(f"{what} file {p} is not a readable .npz archive: {exc}") from None
+        raise ConfigError(f"{what} file {p} is not a readable .npz archive ({type(exc).__name__}: {exc}); "
+                          "give the file written by salspike train/step or np.savez") from None
+
+
+def _refuse(condition: bool, message: str) -> None:
+    if condition:
+        raise ConfigError(message)
+
+
+def _check_out_file(path: str, force: bool) -> None:
+    p = Path(path)
+    _refuse(p.is_dir(), f"--out {path} is a folder; give a file name such as {Path(path) / 'step.npz'}")
+    _refuse(p.exists() and not force, f"--out {path} exists; pick another name or pass --force to replace it")
+    parent = p.parent if str(p.parent) else Path(".")
+    _refuse(not parent.is_dir(), f"the folder of --out {path} does not exist; create {parent} first")
+    _refuse(not os.access(parent, os.W_OK), f"cannot write --out {path}: {parent} is not writable; pick another --out")
+
+
+# --------------------------------------------------------------------------- commands
 
 
 def cmd_train(args) -> int:
     from .datasets import load_dataset
     from .training import train
 
+    _refuse(args.level == "matrix" and args.device is not None,
+            "--device applies to the Brian2 levels only (rate, spike); the matrix level runs in numpy: drop --device")
     overrides = parse_overrides(args.set)
     circuit = _model(args.model, overrides)
     if args.seed is not None:
         circuit = circuit.with_overrides({"seed": args.seed})
     data = load_dataset(args.dataset, root=args.data_root, seed=circuit["seed"],
-                        **({"n_train": args.n_train} if args.n_train else {}))
-    level_options = {"device": args.device} if args.level != "matrix" and args.device else {}
+                        **({"n_train": args.n_train} if args.n_train is not None else {}))
+    level_options = {"device": args.device} if args.device else {}
+    kwargs = {"force": True} if args.force else {}
     summary = train(circuit, data, args.out, level=args.level, epochs=args.epochs, resume=args.resume,
                     progress=None if not args.quiet else False, level_options=level_options,
-                    log=(lambda *a: None) if args.quiet else print)
+                    log=(lambda *a: None) if args.quiet else print, **kwargs)
     print(f"final test accuracy {summary['final_test_accuracy']:.4f} ({summary['algorithm']}, {summary['level']} level, "
           f"{summary['dataset']}); results in {args.out}")
     return 0
 
 
+def _step_circuit(args, weights, y_width) -> Circuit:
+    """The model for `step`: --model, else the model.toml that `train` wrote beside the weights,
+    else the schema defaults (said on stderr) with the widths read from the weights."""
+    overrides = parse_overrides(args.set)
+    path = args.model
+    if path is None:
+        beside = Path(args.weights).resolve().parent / "model.toml"
+        if beside.is_file():
+            console.note(f"step: using the model {beside} written beside the weights by salspike train")
+            path = beside
+    if path is None:
+        circuit = Circuit.from_shapes({k: v.shape for k, v in weights.items()}, overrides)
+        shown = ", ".join(f"{k}={circuit[k]}" for k in ("algorithm", "rule", "loss", "downstream_nonlinearity",
+                                                         "gamma", "eta.W", "eta.Wbar", "eta.V", "eta.Vbar"))
+        console.note(f"step: no --model and no model.toml beside {args.weights}: widths from the weights, "
+                     f"everything else the defaults ({shown}); pass --model FILE to use the training run's model")
+        return circuit
+    circuit = Circuit.load(resolve("model", path), overrides)
+    if "W0" not in weights:
+        raise ShapeError(f"weights file {args.weights} has no 'W0'")
+    last = weights.get(f"W{circuit.n_layers - 1}")
+    return circuit.with_io_widths(weights["W0"].shape[1], last.shape[0] if last is not None else y_width)
+
+
 def cmd_step(args) -> int:
-    from .levels import make_level
+    from .circuit import check_trials
+    from .levels import get_level, make_level
+    from .matrix.engine import check_health
     from .results import atomic_save_npz
 
-    overrides = parse_overrides(args.set)
+    level_cls = get_level(args.level)
+    _refuse(args.level == "matrix" and args.device is not None,
+            "--device applies to the Brian2 levels only (rate, spike); drop it at the matrix level")
+    _refuse(args.repeats is not None and args.level != "spike", "--repeats applies to the spike level only")
+    _refuse(args.online and not level_cls.BATCH_UPDATES,
+            f"--online is the only mode of the {args.level} level (one update per trial); drop --online")
+    _check_out_file(args.out, args.force)
     weights = _load_npz(args.weights, "weights")
     batch = _load_npz(args.inputs, "inputs")
     for key in ("x", "y"):
@@ -66,30 +156,24 @@ def cmd_step(args) -> int:
     x, y = batch["x"], batch["y"]
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ShapeError(f"inputs file {args.inputs}: x {x.shape} and y {y.shape} must be 2-D with the same rows")
-    if args.model is None:
-        circuit = Circuit.from_shapes({k: v.shape for k, v in weights.items()}, overrides)
-    else:
-        circuit = Circuit.load(args.model, overrides)
-        if "W0" not in weights:
-            raise ShapeError(f"weights file {args.weights} has no 'W0'")
-        K = circuit.n_layers
-        last = weights.get(f"W{K - 1}")
-        circuit = circuit.with_io_widths(weights["W0"].shape[1], last.shape[0] if last is not None else y.shape[1])
+    circuit = _step_circuit(args, weights, y.shape[1])
+    x, y = check_trials(circuit, x, y, f"inputs file {args.inputs}")
     options = {}
     if args.level != "matrix":
         options["device"] = args.device or circuit["rate.device"]
-        if args.level == "spike" and args.trials:
-            options["trials"] = args.trials
-    level = make_level(args.level, circuit, weights, **options)
-    online = args.online or args.level != "matrix"
-    try:
+        if args.repeats is not None:
+            options["repeats"] = args.repeats
+    online = args.online or not level_cls.BATCH_UPDATES
+    with make_level(args.level, circuit, weights, **options) as level:
         activities = level.step(x, y, online=online)
         new = dict(level.weights)
-    finally:
-        level.close()
+    check_health(circuit, new, f" in step ({args.level} level)")
+    for name, w in new.items():
+        if not np.all(np.isfinite(w)):
+            raise SalspikeError(f"step produced NaN/inf in {name}; nothing written. Lower the learning rates (eta.*)")
     atomic_save_npz(args.out, **new, **activities)
-    print(f"wrote {args.out}: {len(new)} weights, activities of {x.shape[0]} samples "
-          f"({args.level} level, {'online' if online else 'batch mean'})")
+    print(f"wrote {args.out}: {len(new)} weights, activities of {x.shape[0]} trials "
+          f"({args.level} level, {'one update per trial' if online else 'batch mean'})")
     return 0
 
 
@@ -97,8 +181,15 @@ def cmd_sweep(args) -> int:
     from .sweeps import parse_grid, run_sweep
 
     grid = parse_grid(args.grid or [])
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
-    table = run_sweep(args.model or DEFAULT_MODEL, args.dataset, args.out, grid=grid, seeds=seeds,
+    seeds = [None]
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        _refuse(not seeds or min(seeds) < 0, f"--seeds {args.seeds!r}: give non-negative integers, e.g. 0,1,2")
+    model = bundled_path("model", DEFAULT_MODEL) if args.model is None else resolve("model", args.model)
+    table = run_sweep(model, args.dataset, args.out, grid=grid, seeds=seeds,
                       base_overrides=parse_overrides(args.set), jobs=args.jobs, epochs=args.epochs,
                       data_root=args.data_root, level=args.level)
     print(json.dumps(table, indent=1))
@@ -106,11 +197,18 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .brian.build import build_level
+    from .levels import get_level
 
     circuit = _model(args.model, parse_overrides(args.set))
-    info = build_level(args.level, circuit, device=args.device, build_dir=args.build_dir,
-                       compile_only=args.compile_only, cuda_options=_cuda_options(args))
+    if not circuit.resolved:
+        from .datasets import load_dataset
+
+        data = load_dataset(args.dataset, root=args.data_root)
+        circuit = circuit.with_io_widths(data.input_width, data.output_width)
+        console.note(f"build: input/output widths from the {args.dataset} dataset: "
+                     f"{circuit.widths[0]} -> {circuit.widths[-1]}")
+    info = get_level(args.level).build(circuit, device=args.device, build_dir=args.build_dir,
+                                       compile_only=args.compile_only, cuda_options=_cuda_options(args))
     print(json.dumps(info, indent=1, default=str))
     return 0
 
@@ -129,9 +227,12 @@ def _cuda_options(args):
 def cmd_compare(args) -> int:
     from .compare import compare_levels
 
+    _refuse(args.protocol is not None and args.dataset is not None,
+            "--dataset and --protocol exclude each other: a protocol brings its own stimuli")
     circuit = _model(args.model, parse_overrides(args.set))
+    protocol = resolve("protocol", args.protocol) if args.protocol is not None else None
     result = compare_levels(circuit, levels=args.levels.split(","), out=args.out, dataset=args.dataset,
-                            protocol=args.protocol, trials=args.trials, device=args.device)
+                            protocol=protocol, trials=args.trials, device=args.device)
     print(result["table"])
     return 0
 
@@ -139,99 +240,190 @@ def cmd_compare(args) -> int:
 def cmd_calibrate(args) -> int:
     from .brian.spike import calibrate_model_file
 
-    path = calibrate_model_file(args.model, out=args.out)
+    source = resolve("model", args.model)
+    _refuse(args.in_place and args.out is not None, "--in-place and --out exclude each other")
+    if args.in_place:
+        out = source
+    else:
+        out = Path(args.out) if args.out is not None else Path(f"{source.stem}.calibrated.toml")
+        _refuse(out.resolve() == source.resolve(),
+                f"--out {out} is the model file itself; pass --in-place to overwrite it")
+        _refuse(out.exists() and not args.force, f"{out} exists; pick another --out or pass --force")
+    console.note(f"calibrate: simulating the two-compartment neuron's f-I curve (about a minute) for {source}")
+    path = calibrate_model_file(source, out=out)
     print(f"calibrated transfer function written to {path}")
     return 0
 
 
+def cmd_model_show(args) -> int:
+    from .circuit.schema import describe
+
+    circuit = _model(args.file, parse_overrides(args.set))
+    print(f"# {circuit.source}")
+    rows = describe(circuit)
+    w = [min(24, max(len(str(r[i])) for r in rows)) for i in range(4)]
+    print(f"{'key':<{w[0]}}  {'value':<{w[1]}}  {'default':<{w[2]}}  {'unit':<{w[3]}}  meaning")
+    for key, value, default, unit, doc in rows:
+        print(f"{key:<{w[0]}}  {str(value):<{w[1]}}  {str(default):<{w[2]}}  {unit:<{w[3]}}  {doc}")
+    return 0
+
+
+def cmd_model_list(args) -> int:
+    for name in bundled("model"):
+        if name.endswith("_equations"):
+            continue
+        c = Circuit.load(bundled_path("model", name))
+        print(f"{name:<16} {c['description'] or c['name']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="salspike", description="Simulate the self-assembling learning (SAL) "
-                                "circuit of Liao et al. 2024 at the matrix, rate and spike levels.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="salspike", description="Simulate the self-assembling learning (SAL) "
+                                "circuit of Liao et al. 2024 at the matrix, rate and spike levels.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--version", action="version", version=f"salspike {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
 
     def common(sp, model_required=False):
         sp.add_argument("--model", default=None, required=model_required,
-                        help="TOML model file (default: models/paper_mlp.toml)")
+                        help="TOML model file, or the name of a bundled model (see `salspike model list`); "
+                             f"default: the bundled {DEFAULT_MODEL}")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a model key, e.g. --set eta.W=0.01 (repeatable)")
+                        help="override a model key, e.g. --set eta.W=0.01 (repeatable; keys: `salspike model show`)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars or notes on stderr")
 
-    t = sub.add_parser("train", help="train on a dataset and write a results folder")
+    device_help = "Brian2 device of the rate/spike levels: runtime, cpp_standalone or cuda_standalone"
+    t = sub.add_parser("train", help="train on a dataset and write a results folder", formatter_class=fmt)
     common(t)
-    t.add_argument("--dataset", default="digits", help="digits (default), teacher_student, mnist, fashion_mnist, "
-                   "cifar10, svhn")
+    t.add_argument("--dataset", default="digits", help="digits, teacher_student, mnist, fashion_mnist, "
+                   "cifar10 or svhn (the last four read files from --data-root)")
     t.add_argument("--data-root", default=None, help="folder holding the dataset files (not needed for digits)")
-    t.add_argument("--n-train", type=int, default=None, help="use a random subset of this many training samples")
-    t.add_argument("--level", default="matrix", choices=["matrix", "rate", "spike"])
-    t.add_argument("--device", default=None, help="Brian2 device for the rate/spike levels")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--out", required=True, help="results folder")
-    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--n-train", type=_positive_int("--n-train"), default=None,
+                   help="use a seeded random subset of this many training samples (default: all)")
+    t.add_argument("--level", default="matrix", choices=["matrix", "rate", "spike"], help="level of description")
+    t.add_argument("--device", default=None, choices=DEVICE_CHOICES, help=device_help + " (default: rate.device)")
+    t.add_argument("--epochs", type=_positive_int("--epochs"), default=None,
+                   help="epochs (default: training.epochs of the model)")
+    t.add_argument("--seed", type=_positive_int("--seed", 0), default=None,
+                   help="seed of initial weights, data split and order (default: seed of the model)")
+    t.add_argument("--out", required=True, type=_nonempty("--out"), help="results folder (created; must not "
+                   "hold another run unless --resume)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with the same settings")
+    t.add_argument("--force", action="store_true", help="with --resume: accept settings that differ from the "
+                   "saved config.json")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("step", help="apply one update (the cross-level contract) and write the new weights")
+    from .levels import LEVELS
+
+    modes = "; ".join(cls.STEP_MODE for cls in LEVELS.values())
+    s = sub.add_parser("step", help="apply one update (the cross-level contract) and write the new weights",
+                       description=f"Apply one update to the weights of a circuit. Per level: {modes}.",
+                       formatter_class=fmt)
     common(s)
-    s.add_argument("--level", default="matrix", choices=["matrix", "rate", "spike"])
-    s.add_argument("--device", default=None, help="Brian2 device (runtime, cpp_standalone, cuda_standalone)")
-    s.add_argument("--weights", required=True, help="IN.npz with W{k}, Vbar{k}, Wbar{k}, V{k}")
-    s.add_argument("--inputs", required=True, help="BATCH.npz with x (n x d_0) and y (n x d_K)")
-    s.add_argument("--out", required=True, help="OUT.npz: updated weights plus h{k}, hbar{k}")
-    s.add_argument("--online", action="store_true", help="one update per row instead of the batch mean")
-    s.add_argument("--trials", type=int, default=None, help="spike level: repeated trials averaged per row")
+    s.add_argument("--level", default="matrix", choices=list(LEVELS), help="level of description")
+    s.add_argument("--device", default=None, choices=DEVICE_CHOICES, help=device_help + " (default: rate.device)")
+    s.add_argument("--weights", required=True, help="IN.npz with W{k}, Vbar{k}, Wbar{k}, V{k} (e.g. weights.npz "
+                   "of a train run; its model.toml beside it is used when --model is not given)")
+    s.add_argument("--inputs", required=True, help="BATCH.npz with x (n x d_0) and y (n x d_K), n >= 1 trials")
+    s.add_argument("--out", required=True, type=_nonempty("--out"), help="OUT.npz: updated weights plus the "
+                   "activities h{k}, hbar{k} each trial saw")
+    s.add_argument("--online", action="store_true", help="matrix level: one update per row instead of the batch mean")
+    s.add_argument("--repeats", type=_positive_int("--repeats"), default=None,
+                   help="spike level: plasticity windows per trial (default: spike.repeats of the model)")
+    s.add_argument("--force", action="store_true", help="replace an existing --out file")
     s.set_defaults(func=cmd_step)
 
-    w = sub.add_parser("sweep", help="grid over settings and seeds; resumable, skips finished points")
+    w = sub.add_parser("sweep", help="grid over settings and seeds; resumable, skips finished points",
+                       formatter_class=fmt)
     common(w)
-    w.add_argument("--dataset", default="digits")
-    w.add_argument("--data-root", default=None)
+    w.add_argument("--dataset", default="digits", help="dataset of every point")
+    w.add_argument("--data-root", default=None, help="folder holding the dataset files")
     w.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
                    help="a grid axis; KEY may be eta_scale (multiplies all four rates, the paper's Fig. 5 search)")
-    w.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2,3,4")
-    w.add_argument("--level", default="matrix", choices=["matrix", "rate", "spike"])
-    w.add_argument("--epochs", type=int, default=None)
-    w.add_argument("--jobs", type=int, default=1, help="parallel processes (default 1)")
-    w.add_argument("--out", required=True)
+    w.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2,3,4 (default: the model's)")
+    w.add_argument("--level", default="matrix", choices=["matrix", "rate", "spike"], help="level of description")
+    w.add_argument("--epochs", type=_positive_int("--epochs"), default=None, help="epochs per point (default: model)")
+    w.add_argument("--jobs", type=_positive_int("--jobs"), default=1, help="parallel processes")
+    w.add_argument("--out", required=True, type=_nonempty("--out"), help="sweep folder")
     w.set_defaults(func=cmd_sweep)
 
-    b = sub.add_parser("build", help="generate (and compile) the Brian2 code of a level")
+    b = sub.add_parser("build", help="generate (and compile) the Brian2 code of a level", formatter_class=fmt)
     common(b)
-    b.add_argument("--level", default="rate", choices=["rate", "spike"])
-    b.add_argument("--device", default="cpp_standalone", choices=["cpp_standalone", "cuda_standalone"])
-    b.add_argument("--build-dir", default=None)
+    b.add_argument("--level", default="rate", choices=["rate", "spike"], help="Brian2 level")
+    b.add_argument("--device", default="cpp_standalone", choices=["cpp_standalone", "cuda_standalone"],
+                   help="standalone device")
+    b.add_argument("--dataset", default="digits", help="dataset whose widths fill a model's 'auto' input/output widths")
+    b.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    b.add_argument("--build-dir", default=None, help="build folder (default: the cache, $SALSPIKE_CACHE_DIR or "
+                   "./.salspike_cache)")
     b.add_argument("--compile-only", action="store_true", help="compile without running (no GPU needed)")
-    b.add_argument("--compute-capability", default=None, help="e.g. 9.0 when no GPU can be asked")
-    b.add_argument("--gpu-id", type=int, default=None)
-    b.add_argument("--cuda-path", default=None, help="CUDA toolkit folder holding bin/nvcc")
+    b.add_argument("--compute-capability", default=None, help="GPU compute capability, e.g. 9.0, when no GPU can "
+                   "be asked (default: detected, else 9.0)")
+    b.add_argument("--gpu-id", type=_positive_int("--gpu-id", 0), default=None, help="GPU index (default: 0)")
+    b.add_argument("--cuda-path", default=None, help="CUDA toolkit folder holding bin/nvcc (default: found on PATH)")
     b.set_defaults(func=cmd_build)
 
-    c = sub.add_parser("compare", help="run the same trials at two levels and write a side-by-side table")
+    c = sub.add_parser("compare", help="run the same trials at two levels and write a side-by-side table",
+                       formatter_class=fmt)
     common(c)
-    c.add_argument("--levels", default="rate,spike")
-    c.add_argument("--dataset", default=None, help="take the trials from a dataset")
-    c.add_argument("--protocol", default=None, help="a protocol file from protocols/ instead of a dataset")
-    c.add_argument("--trials", type=int, default=20)
-    c.add_argument("--device", default="runtime")
-    c.add_argument("--out", required=True)
+    c.add_argument("--levels", default="rate,spike", help="two levels, level B compared with level A")
+    c.add_argument("--dataset", default=None, help="take the trials from a dataset (default: synthetic trials)")
+    c.add_argument("--protocol", default=None, help="a protocol file, or the name of a bundled protocol, instead of "
+                   "trials")
+    c.add_argument("--trials", type=_positive_int("--trials"), default=20, help="input rows, one update each")
+    c.add_argument("--device", default="runtime", choices=DEVICE_CHOICES, help=device_help)
+    c.add_argument("--out", required=True, type=_nonempty("--out"), help="output folder")
     c.set_defaults(func=cmd_compare)
 
-    k = sub.add_parser("calibrate", help="calibrate the two-compartment neuron's transfer function")
-    k.add_argument("--model", required=True)
-    k.add_argument("--out", default=None, help="write the calibrated model here (default: in place)")
+    k = sub.add_parser("calibrate", help="calibrate the two-compartment neuron's transfer function",
+                       description="Simulate the two-compartment neuron's f-I curve and write a model file that "
+                       "holds it (spike.calibration). The given model file is never changed unless --in-place.",
+                       formatter_class=fmt)
+    k.add_argument("--model", required=True, help="model file (or bundled name) to calibrate")
+    k.add_argument("--out", default=None, help="write the calibrated model here (default: <model>.calibrated.toml "
+                   "in the current folder)")
+    k.add_argument("--in-place", action="store_true", help="overwrite the model file itself")
+    k.add_argument("--force", action="store_true", help="replace an existing --out")
+    k.add_argument("--quiet", action="store_true", help="no notes on stderr")
     k.set_defaults(func=cmd_calibrate)
+
+    m = sub.add_parser("model", help="inspect model files", formatter_class=fmt)
+    msub = m.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    ms = msub.add_parser("show", help="every key of a model with its value, default, unit and meaning",
+                         formatter_class=fmt)
+    ms.add_argument("file", nargs="?", default=None, help=f"model file or bundled name (default: {DEFAULT_MODEL})")
+    ms.add_argument("--set", action="append", metavar="KEY=VALUE", help="show the model with these overrides")
+    ms.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    ms.set_defaults(func=cmd_model_show)
+    ml = msub.add_parser("list", help="the bundled models", formatter_class=fmt)
+    ml.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    ml.set_defaults(func=cmd_model_list)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line argument error (exit 2)
+        return exc.code if isinstance(exc.code, int) else 2
+    console.set_quiet(getattr(args, "quiet", False))
     try:
         return args.func(args)
     except SalspikeError as exc:
         print(f"salspike {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `salspike model show | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"salspike {args.command}: interrupted; finished epochs are saved (use --resume)", file=sys.stderr)
         return 130
+    finally:
+        console.set_quiet(False)
 
 
 if __name__ == "__main__":

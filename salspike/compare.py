@@ -32,7 +32,7 @@ import numpy as np
 
 from .circuit import GROUPS, Circuit
 from .errors import ConfigError
-from .matrix.engine import group_of, init_weights
+from .circuit import group_of, init_weights
 
 __all__ = ["compare_levels"]
 
@@ -206,8 +206,8 @@ def _format_table(A, B, rows, accuracy, data_name, trials, circuit, notes) -> st
         lines.append("test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
     if "spike" in (A, B):
         lines.append(f"spike level: tier {circuit['spike.tier']}, r0 = {circuit['spike.baseline_rate']:g} Hz, "
-                     f"s = {circuit['spike.rate_scale']:g} Hz/unit, {circuit['spike.trials']} x "
-                     f"{circuit['spike.t_trial']:g} ms per trial")
+                     f"s = {circuit['spike.rate_scale']:g} Hz/unit, {circuit['spike.repeats']} x "
+                     f"{circuit['spike.t_window']:g} ms per trial")
     lines += [f"note: {n}" for n in notes]
     return "\n".join(lines)
 

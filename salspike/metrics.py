@@ -1,13 +1,16 @@
 """Metrics of the paper and of the weight-transport literature (Akrout et al. 2019).
 
-All angles are in degrees between flattened arrays; 0 means parallel, 90 orthogonal.
+Every metric takes plain arrays: a weights dict in the cross-level layout (``W{k}``, ``Wbar{k}``,
+``V{k}``, ``Vbar{k}``) and activities (``h0..hK``, ``hbar1..hbarK``, one row per trial), so
+every level reports the same metrics from what it computed.  All angles are in degrees between
+flattened arrays; 0 means parallel, 90 orthogonal.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .matrix import rules
+from .circuit.functions import loss_value, outer_mean
 
 
 def angle(a: np.ndarray, b: np.ndarray) -> float:
@@ -34,45 +37,70 @@ def accuracy(y_hat: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(y_hat, axis=1) == labels))
 
 
-def layer_metrics(net, x: np.ndarray, y: np.ndarray) -> list[dict]:
-    """Per weight layer k = 0..K-1 on a probe batch:
+def bp_deltas(weights: dict, activities: dict, upstream: str = "relu") -> list:
+    """True backprop errors delta^k = -dF/da^k from the activities: delta^K = hbar^K,
+    delta^k = relu'(a^k) * (W^k)^T delta^{k+1}, with relu'(a^k) = 1[h^k > 0].
+    Returns delta[1..K] (delta[0] = None)."""
+    K = _n_layers(weights)
+    delta = [None] * (K + 1)
+    delta[K] = np.asarray(activities[f"hbar{K}"], dtype=np.float64)
+    for k in range(K - 1, 0, -1):
+        back = delta[k + 1] @ np.asarray(weights[f"W{k}"], dtype=np.float64)
+        delta[k] = back * (np.asarray(activities[f"h{k}"]) > 0) if upstream == "relu" else back
+    return delta
+
+
+def _n_layers(weights: dict) -> int:
+    K = 0
+    while f"W{K}" in weights:
+        K += 1
+    if K == 0:
+        raise KeyError("weights have no 'W0'")
+    return K
+
+
+def layer_metrics(weights: dict, activities: dict, upstream: str = "relu") -> list[dict]:
+    """Per weight layer k = 0..K-1 from weights and the activities of a probe batch:
     - delta_angle: angle(Vbar^k hbar^{k+1}, BP delta^{k+1}) (the W-update signal vs backprop),
     - dW_angle: angle(dW_SAL, dW_SGD) of the signal parts (no decay),
     - H_min_eig: smallest eigenvalue of H = Vbar^k (Vbar^k)^T (Theorem 1; 1 at the output),
     - lemma1_distance: |Vbar^{k-1} - (V^k)^T|_F / |V^k|_F (Lemma 1, k >= 1),
     - Wbar_WT_angle: angle(Wbar^k, (W^k)^T) where shapes match,
     - erank_WWT, erank_H: effective ranks of W^k W^k^T and H."""
-    act = net.activities(x, y)
-    delta = rules.bp_deltas(net.W, act.h, act.a, act.hbar[-1], net.circuit["upstream_nonlinearity"])
+    K = _n_layers(weights)
+    f64 = lambda a: np.asarray(a, dtype=np.float64)
+    h = [f64(activities[f"h{k}"]) for k in range(K + 1)]
+    hbar = [None] + [f64(activities[f"hbar{k}"]) for k in range(1, K + 1)]
+    delta = bp_deltas(weights, activities, upstream)
     out = []
-    for k in range(net.K):
-        Vb = net.Vbar[k]
-        signal = act.hbar[k + 1] if Vb is None else act.hbar[k + 1] @ Vb.T
-        H = np.eye(signal.shape[1]) if Vb is None else Vb.astype(np.float64) @ Vb.T.astype(np.float64)
-        W = net.W[k].astype(np.float64)
+    for k in range(K):
+        Vb = weights.get(f"Vbar{k}") if k < K - 1 else None
+        Vb = None if Vb is None else f64(Vb)
+        signal = hbar[k + 1] if Vb is None else hbar[k + 1] @ Vb.T
+        H = np.eye(signal.shape[1]) if Vb is None else Vb @ Vb.T
+        W = f64(weights[f"W{k}"])
         rec = {
             "layer": k,
             "delta_angle": angle(signal, delta[k + 1]),
-            "dW_angle": angle(rules.outer_mean(signal, act.h[k]), rules.outer_mean(delta[k + 1], act.h[k])),
+            "dW_angle": angle(outer_mean(signal, h[k]), outer_mean(delta[k + 1], h[k])),
             "H_min_eig": float(np.linalg.eigvalsh(H)[0]),
             "erank_WWT": effective_rank(W @ W.T),
             "erank_H": effective_rank(H),
         }
-        if k >= 1:
-            V = net.V[k]
-            rec["lemma1_distance"] = float(np.linalg.norm(net.Vbar[k - 1] - V.T) / max(np.linalg.norm(V), 1e-300))
-            if net.Wbar[k].shape == net.W[k].T.shape:
-                rec["Wbar_WT_angle"] = angle(net.Wbar[k], net.W[k].T)
+        if k >= 1 and f"V{k}" in weights:
+            V = f64(weights[f"V{k}"])
+            rec["lemma1_distance"] = float(np.linalg.norm(f64(weights[f"Vbar{k - 1}"]) - V.T)
+                                           / max(np.linalg.norm(V), 1e-300))
+            Wbar = weights.get(f"Wbar{k}")
+            if Wbar is not None and Wbar.shape == W.T.shape:
+                rec["Wbar_WT_angle"] = angle(Wbar, W.T)
         out.append(rec)
     return out
 
 
-def evaluate(net, x: np.ndarray, y: np.ndarray, labels: np.ndarray, batch: int = 2048) -> dict:
-    """Mean loss and accuracy of the upstream network on a dataset split."""
-    losses, correct = [], 0
-    for i in range(0, x.shape[0], batch):
-        y_hat = net.predict(x[i:i + batch])
-        losses.append(rules.loss_value(y_hat, net._cast(y[i:i + batch]), net.circuit["loss"]) * len(y_hat))
-        correct += int(np.sum(np.argmax(y_hat, axis=1) == labels[i:i + batch]))
-    n = x.shape[0]
-    return {"loss": float(np.sum(losses) / n), "accuracy": correct / n}
+def evaluate(y_hat: np.ndarray, y: np.ndarray, labels: np.ndarray, loss: str) -> dict:
+    """Mean loss F and classification accuracy of outputs ``y_hat`` against targets ``y``
+    (one-hot or regression targets) and integer ``labels``."""
+    y_hat = np.asarray(y_hat)
+    return {"loss": loss_value(y_hat, np.asarray(y, dtype=y_hat.dtype), loss),
+            "accuracy": accuracy(y_hat, labels)}

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .circuit import GROUPS, Circuit, read_toml_file
+from .circuit import GROUPS, Circuit, algorithm_plan, init_weights, read_toml_file
 from .errors import ConfigError
 
 __all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_protocol", "pairing_window"]
@@ -117,7 +117,6 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
                    weights: dict | None = None) -> dict[str, Any]:
     """The pairing protocol (see the module docstring).  Returns ``table`` (text), ``rows``, ``files``."""
     from .levels import make_level
-    from .matrix.engine import init_weights
 
     src = proto["source"]
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +146,7 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     warm = round(proto["t_warmup_ms"] / dt) * dt
     margin = span + 5 * dt
     window = round((proto["pairings"] * interval + 2 * margin) / dt) * dt
-    c = circuit.with_overrides({"spike.trials": 1, "spike.t_trial": float(window), "spike.t_warmup": float(warm)},
+    c = circuit.with_overrides({"spike.repeats": 1, "spike.t_window": float(window), "spike.t_warmup": float(warm)},
                                source=src)
     w0 = init_weights(c) if weights is None else {n: np.asarray(v, dtype=np.float64) for n, v in weights.items()}
     d = c.widths
@@ -173,8 +172,8 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
             if not proto["hold_soma"]:
                 net.unsilence(post)
             for g in GROUPS:
-                net.freeze(g)
-            net.unfreeze(name)
+                net.hooks.freeze(g)
+            net.hooks.unfreeze(name)
             net.inject(f"hbar{k + 1}", np.repeat(top_idx, t_top.size), np.tile(t_top, top_idx.size))
             for j, (kind, delta) in enumerate(chunk):
                 t_pre = t_top - delta if kind == "paired" else t_top + interval / 2
@@ -195,9 +194,7 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
         for j, (kind, delta) in enumerate(chunk):
             results.append({"kind": kind, "delta_t_ms": delta, "dW": dW[post_idx, j], "w": w0[name][post_idx, j]})
 
-    from .matrix import rules
-
-    coef = rules.decay_coefficient(c["eta.W"], c["gamma"], c.rule_options["decay"])
+    coef = algorithm_plan(c).decay["W"]
     # the timing-dependent part compares synapses with different initial weights: take the weight
     # decay (-c w, known exactly) out before subtracting the unpaired control
     control_entry = next(r for r in results if r["kind"] == "unpaired")

@@ -17,35 +17,27 @@ import numpy as np
 from .circuit import Circuit
 from .datasets import Dataset
 from .errors import DivergenceError
-from .levels import make_level
-from .matrix.engine import MatrixNetwork
+from .console import progress as _progress_bar
+from .levels import Level, make_level
 from .metrics import evaluate, layer_metrics
 from .results import RunDir, provenance
 
 
-def _progress(total, desc, enabled):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        enabled = False
-    if not enabled:
-        class _Null:
-            def update(self, n=1): ...
-            def set_postfix(self, **kw): ...
-            def close(self): ...
-        return _Null()
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr)
+def _predict_all(level: Level, x: np.ndarray, batch: int = 2048) -> np.ndarray:
+    return np.concatenate([level.predict(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
 
 
-def epoch_metrics(circuit: Circuit, weights: dict, data: Dataset, probe: int) -> dict:
-    """Loss and accuracy on both splits, and the per-layer alignment metrics on a probe batch."""
-    net = MatrixNetwork(circuit, weights)
-    train = evaluate(net, data.x_train, data.y_train, data.labels_train)
-    test = evaluate(net, data.x_test, data.y_test, data.labels_test)
+def epoch_metrics(level: Level, data: Dataset, probe: int) -> dict:
+    """Loss and accuracy on both splits, and the per-layer alignment metrics on a probe batch,
+    all from the level's own outputs and activities (plain arrays, `salspike.metrics`)."""
+    loss = level.circuit["loss"]
+    train = evaluate(_predict_all(level, data.x_train), data.y_train, data.labels_train, loss)
+    test = evaluate(_predict_all(level, data.x_test), data.y_test, data.labels_test, loss)
     n = min(probe, data.x_train.shape[0])
+    acts = level.activities(data.x_train[:n], data.y_train[:n])
     return {"train_loss": train["loss"], "train_accuracy": train["accuracy"],
             "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-            "layers": layer_metrics(net, data.x_train[:n], data.y_train[:n])}
+            "layers": layer_metrics(level.weights, acts, level.circuit["upstream_nonlinearity"])}
 
 
 def blas_threads(circuit: Circuit) -> int | None:
@@ -94,20 +86,21 @@ def _train(circuit, data, out, *, level, epochs, resume, progress, level_options
             log(f"resuming {out} after epoch {start_epoch}")
     lvl = make_level(level, circuit, weights, **(level_options or {}))
     timings = {"train_s": 0.0, "eval_s": 0.0}
+    steps_per_epoch = -(-data.x_train.shape[0] // batch)
+    bar = _progress_bar(epochs * steps_per_epoch, "training", unit="batch", enabled=progress,
+                        initial=start_epoch * steps_per_epoch)
     try:
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             perm = order_rng.permutation(data.x_train.shape[0])
-            steps = range(0, len(perm), batch)
-            bar = _progress(len(steps), f"epoch {epoch + 1}/{epochs}", progress)
-            for step_i, i in enumerate(steps):
+            bar.set_description(f"epoch {epoch + 1}/{epochs}")
+            for step_i, i in enumerate(range(0, len(perm), batch)):
                 idx = perm[i:i + batch]
                 lvl.step(data.x_train[idx], data.y_train[idx], online=online)
                 lvl.check_health(f" at epoch {epoch + 1}, step {step_i + 1}")
                 bar.update()
-            bar.close()
             t1 = time.perf_counter()
-            record = {"epoch": epoch + 1, **epoch_metrics(circuit, lvl.weights, data, circuit["training.eval_batch"]),
+            record = {"epoch": epoch + 1, **epoch_metrics(lvl, data, circuit["training.eval_batch"]),
                       "epoch_s": t1 - t0}
             timings["train_s"] += t1 - t0
             timings["eval_s"] += time.perf_counter() - t1
@@ -126,8 +119,11 @@ def _train(circuit, data, out, *, level, epochs, resume, progress, level_options
                                   f"{run.file('checkpoint.npz')}") from None
         raise
     finally:
+        bar.close()
+    try:
+        final = history[-1] if history else epoch_metrics(lvl, data, circuit["training.eval_batch"])
+    finally:
         lvl.close()
-    final = history[-1] if history else epoch_metrics(circuit, lvl.weights, data, circuit["training.eval_batch"])
     summary = {"final_test_accuracy": final["test_accuracy"], "final_train_accuracy": final["train_accuracy"],
                "final_test_loss": final["test_loss"], "epochs": epochs, "level": level,
                "algorithm": circuit["algorithm"], "dataset": data.name, "seed": circuit["seed"],

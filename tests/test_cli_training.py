@@ -9,7 +9,8 @@ from salspike.circuit import Circuit
 from salspike.cli import main
 from salspike.datasets import load_dataset
 from salspike.errors import ConfigError, DivergenceError
-from salspike.matrix.engine import MatrixNetwork, init_weights
+from salspike.circuit import init_weights
+from salspike.matrix.engine import MatrixNetwork
 from salspike.training import train
 
 MODEL = "models/paper_mlp.toml"

@@ -40,7 +40,7 @@ def tiny(**over) -> Circuit:
             "eta": {"W": 0.1, "Wbar": 0.05, "V": 0.05, "Vbar": 0.05},
             "rate": {"tau_up": 1.0, "tau_down": 1.0, "dt": 0.5, "t_forward": 20.0, "t_feedback": 20.0,
                      "t_plasticity": 5.0},
-            "spike": {"dt": 0.5, "t_trial": 100.0, "trials": 2, "t_warmup": 50.0, "baseline_rate": 40.0}}
+            "spike": {"dt": 0.5, "t_window": 100.0, "repeats": 2, "t_warmup": 50.0, "baseline_rate": 40.0}}
     data.update(over)
     return Circuit.from_dict(data)
 

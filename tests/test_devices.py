@@ -19,7 +19,7 @@ import pytest
 
 brian2 = pytest.importorskip("brian2")
 
-from salspike.brian import devices  # noqa: E402
+from salspike.brian import cuda_toolchain, devices  # noqa: E402
 from salspike.errors import DeviceError  # noqa: E402
 
 N = 10
@@ -127,7 +127,7 @@ def test_missing_nvcc_names_nvcc(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_PATH", raising=False)
     monkeypatch.delenv("CUDA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(devices, "DEFAULT_CUDA_DIRS", (str(empty),))
+    monkeypatch.setattr(cuda_toolchain, "DEFAULT_CUDA_DIRS", (str(empty),))
     with pytest.raises(DeviceError, match="nvcc"):
         devices.find_nvcc()
     with pytest.raises(DeviceError, match="nvcc") as exc:

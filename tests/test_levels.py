@@ -9,7 +9,7 @@ from salspike.cli import main
 from salspike.datasets import load_dataset
 from salspike.errors import ConfigError
 from salspike.levels import make_level
-from salspike.matrix.engine import init_weights
+from salspike.circuit import init_weights
 from salspike.training import train
 
 

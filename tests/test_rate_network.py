@@ -26,11 +26,13 @@ import pytest
 
 brian2 = pytest.importorskip("brian2")
 
-from salspike.brian import common, devices  # noqa: E402
-from salspike.brian.rate import RateNetwork, load_rate_models  # noqa: E402
+from salspike.brian import assembly, devices  # noqa: E402
+from salspike.brian.equations import load_rate_models  # noqa: E402
+from salspike.brian.rate import RateNetwork  # noqa: E402
 from salspike.circuit import Circuit  # noqa: E402
 from salspike.errors import ConfigError  # noqa: E402
-from salspike.matrix.engine import MatrixNetwork, init_weights  # noqa: E402
+from salspike.circuit import init_weights  # noqa: E402
+from salspike.matrix.engine import MatrixNetwork  # noqa: E402
 
 ONE_SHOT_TOL = 1e-6
 CONTINUOUS_TOL = 1e-3
@@ -111,7 +113,7 @@ def test_equations_file_loads_and_names_rule_kinds():
     (lambda t: t.replace("dh/dt = ((1 - clamp_on)", "dh/dt = ((1 - clamp_on"), "Brian2 equations"),
 ])
 def test_equations_file_validation(tmp_path, edit, match):
-    from salspike.brian.rate import default_equations_path
+    from salspike.brian.equations import default_equations_path
 
     text = default_equations_path().read_text()
     bad = edit(text)
@@ -125,11 +127,11 @@ def test_equations_file_validation(tmp_path, edit, match):
 def test_weight_layout_roundtrip_any_synapse_order():
     rng = np.random.default_rng(0)
     M = rng.standard_normal((4, 3))
-    i, j = common.dense_indices(4, 3)
-    assert np.array_equal(common.matrix_to_w(M, i, j), M.T.ravel())  # presynaptic-major
+    i, j = assembly.dense_indices(4, 3)
+    assert np.array_equal(assembly.matrix_to_w(M, i, j), M.T.ravel())  # presynaptic-major
     perm = rng.permutation(i.size)
-    w = common.matrix_to_w(M, i[perm], j[perm])
-    assert np.array_equal(common.w_to_matrix(w, i[perm], j[perm], M.shape), M)
+    w = assembly.matrix_to_w(M, i[perm], j[perm])
+    assert np.array_equal(assembly.w_to_matrix(w, i[perm], j[perm], M.shape), M)
     assert np.array_equal(w, M[j[perm], i[perm]])  # Brian2: i = pre (column), j = post (row)
 
 
@@ -326,8 +328,8 @@ def test_freeze_and_lesion():
     w0 = init_weights(c)
     x, y = data_for(c, 3)
     net = RateNetwork(c, w0)
-    assert net.freeze("W1") == ["W1"]
-    assert net.lesion("V") == ["V1", "V2"]
+    assert net.hooks.freeze("W1") == ["W1"]
+    assert net.hooks.lesion("V") == ["V1", "V2"]
     new_w, act = net.run_trials(x, y)
     assert np.array_equal(new_w["W1"], w0["W1"])
     assert not np.array_equal(new_w["W0"], w0["W0"])
@@ -340,7 +342,7 @@ def test_freeze_and_lesion():
         deltas = {k: v for k, v in deltas.items() if k not in ("W1", "V1", "V2")}
         mat.apply(deltas)
     assert rel_err(new_w, mat.weights) <= ONE_SHOT_TOL
-    net.unfreeze("W")
+    net.hooks.unfreeze("W")
     new_w2, _ = net.run_trials(x, y)
     assert not np.array_equal(new_w2["W1"], new_w["W1"])
     assert not np.any(new_w2["V1"])  # a lesion stays
@@ -352,9 +354,9 @@ def test_clamp_and_stimulate():
     net = RateNetwork(c)
     W1 = net.get_weights()["W1"]
     x, y = data_for(c, 2)
-    net.clamp("h1", 0.7)
-    net.clamp(f"hbar{K}", [0.25], neurons=[0])
-    net.stimulate("h0", 0.5)
+    net.hooks.clamp("h1", 0.7)
+    net.hooks.clamp(f"hbar{K}", [0.25], neurons=[0])
+    net.hooks.stimulate("h0", 0.5)
     _, act = net.run_trials(x, y)
     np.testing.assert_allclose(act["h1"], 0.7, rtol=1e-13)
     np.testing.assert_allclose(act[f"hbar{K}"][:, 0], 0.25, rtol=1e-13)
@@ -362,8 +364,8 @@ def test_clamp_and_stimulate():
     # downstream of the clamp, the circuit computes with the clamped value (trial 0: initial W1)
     a2 = act["h1"][0] @ W1.T
     np.testing.assert_allclose(act["h2"][0], np.maximum(a2, 0) if K > 2 else a2, atol=1e-8)
-    net.unclamp("h1")
-    net.stimulate("h0", None)
+    net.hooks.unclamp("h1")
+    net.hooks.stimulate("h0", None)
     _, act2 = net.run_trials(x, y)
     assert not np.allclose(act2["h1"], 0.7)
     np.testing.assert_allclose(act2["h0"], x, rtol=1e-13)
@@ -373,7 +375,7 @@ def test_per_trial_stimulus_shape_is_checked():
     c = random_circuit(8)
     net = RateNetwork(c)
     x, y = data_for(c, 2)
-    net.stimulate("h1", np.zeros((3, c.widths[1])))
+    net.hooks.stimulate("h1", np.zeros((3, c.widths[1])))
     with pytest.raises(Exception, match="3 trials"):
         net.run_trials(x, y)
 

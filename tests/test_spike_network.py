@@ -36,12 +36,13 @@ from salspike.brian.spike import (FICurve, SpikeNetwork, _replace_calibration, l
 from salspike.circuit import Circuit  # noqa: E402
 from salspike.cli import main  # noqa: E402
 from salspike.errors import ConfigError  # noqa: E402
-from salspike.matrix.engine import MatrixNetwork, init_weights  # noqa: E402
+from salspike.circuit import init_weights  # noqa: E402
+from salspike.matrix.engine import MatrixNetwork  # noqa: E402
 
 # Poisson-tier settings of the statistical tests: r0 = 30 Hz, s = 20 Hz per unit (activities
 # down to -1.5 are encoded without clipping), tau_trace = 50 ms, one 200 s window per row at
 # dt = 0.5 ms.  The predicted relative noise of every group is then <= 0.17 (asserted).
-STAT_SPIKE = {"t_trial": 20000.0, "trials": 10, "dt": 0.5, "t_warmup": 250.0, "tau_trace": 50.0,
+STAT_SPIKE = {"t_window": 20000.0, "repeats": 10, "dt": 0.5, "t_warmup": 250.0, "tau_trace": 50.0,
               "baseline_rate": 30.0, "rate_scale": 20.0}
 
 
@@ -120,8 +121,8 @@ def test_configuration_errors():
     c = stat_circuit(spike={"tier": "two_compartment"})
     with pytest.raises(ConfigError, match="salspike calibrate"):
         SpikeNetwork(c)
-    with pytest.raises(ConfigError, match="trials"):
-        SpikeNetwork(stat_circuit(), trials=0)
+    with pytest.raises(ConfigError, match="repeats"):
+        SpikeNetwork(stat_circuit(), repeats=0)
 
 
 # ----------------------------------------------------------------- settling
@@ -140,7 +141,7 @@ def test_settle_is_the_matrix_activities(dd, rule):
 
 
 def test_settle_hooks_equal_the_rate_network():
-    from salspike.brian.common import Protocol
+    from salspike.circuit import Hooks
     from salspike.brian.rate import RateNetwork
 
     c = stat_circuit(downstream_nonlinearity="relu_jacobian",
@@ -151,13 +152,13 @@ def test_settle_hooks_equal_the_rate_network():
     rate = RateNetwork(c, w)
     spike = SpikeNetwork(c, w)
     for net in (rate, spike):
-        net.stimulate("h1", [0.3, -0.2, 0.1, 0.5])
-        net.clamp("hbar1", 0.4, neurons=[1, 3])
-        net.clamp("h0", -0.5, neurons=[2])
+        net.hooks.stimulate("h1", [0.3, -0.2, 0.1, 0.5])
+        net.hooks.clamp("hbar1", 0.4, neurons=[1, 3])
+        net.hooks.clamp("h0", -0.5, neurons=[2])
     for g in ("W", "Wbar", "V", "Vbar"):
-        rate.freeze(g)  # both rows see the same weights
+        rate.hooks.freeze(g)  # both rows see the same weights
     _, ref = rate.run_trials(x, y)
-    proto: Protocol = spike.protocol
+    proto: Hooks = spike.hooks
     for row in range(2):
         s = settle(c, w, x[row], y[row], proto, row, 2)
         for k, v in ref.items():
@@ -173,7 +174,7 @@ def _pairing_net(delta_steps: int):
     top-down spike of hbar1[0]; returns the network after one row."""
     c = Circuit.from_dict({"hidden": [], "input_width": 2, "output_width": 2, "gamma": 0.0, "plastic": ["W"],
                            "eta": {"W": 0.5}, "spike": {"baseline_rate": 0.0, "rate_scale": 10.0, "dt": 0.5,
-                                                        "t_warmup": 10.0, "t_trial": 200.0, "trials": 1,
+                                                        "t_warmup": 10.0, "t_window": 200.0, "repeats": 1,
                                                         "tau_trace": 20.0}})
     w0 = {"W0": np.array([[0.3, -0.2], [0.1, 0.4]])}
     net = SpikeNetwork(c, w0)
@@ -299,8 +300,8 @@ def test_online_rows_freeze_and_lesion(poisson_runs):
     for k in w0:
         assert cos(new[k] - w0[k], mat.weights[k] - w0[k]) >= 0.95, k
     net2 = SpikeNetwork(c, w0, device="cpp_standalone", build_dir=r["build"], seed=3)
-    net2.freeze("W1")
-    net2.lesion("V")
+    net2.hooks.freeze("W1")
+    net2.hooks.lesion("V")
     new2, _ = net2.run_trials(x[:1], y[:1])
     assert np.array_equal(new2["W1"], w0["W1"])
     assert not np.any(new2["V1"])
@@ -308,7 +309,7 @@ def test_online_rows_freeze_and_lesion(poisson_runs):
 
 
 def test_seeded_runs_are_reproducible():
-    c = stat_circuit(spike={"t_trial": 100.0, "trials": 1, "t_warmup": 50.0})
+    c = stat_circuit(spike={"t_window": 100.0, "repeats": 1, "t_warmup": 50.0})
     w0 = init_weights(c)
     x, y = stat_data(2)
     a, _ = SpikeNetwork(c, w0, seed=4).run_trials(x, y)
@@ -320,7 +321,7 @@ def test_seeded_runs_are_reproducible():
 
 
 def test_recordings_silence_and_clipping(caplog):
-    c = stat_circuit(spike={"t_trial": 200.0, "trials": 1, "t_warmup": 50.0, "baseline_rate": 5.0})
+    c = stat_circuit(spike={"t_window": 200.0, "repeats": 1, "t_warmup": 50.0, "baseline_rate": 5.0})
     net = SpikeNetwork(c, init_weights(c), seed=0)
     k_sp = net.record("h1", "spikes")
     k_tag = net.record("W0", "tag", dt=10.0)
@@ -344,8 +345,8 @@ def test_cli_step_spike_level(tmp_path):
     x, y = stat_data(2)
     np.savez(tmp_path / "batch.npz", x=x, y=y)
     rc = main(["step", "--level", "spike", "--weights", str(tmp_path / "in.npz"), "--inputs",
-               str(tmp_path / "batch.npz"), "--out", str(tmp_path / "out.npz"), "--trials", "2",
-               "--set", "spike.t_trial=50", "--set", "spike.t_warmup=50", "--set", "spike.dt=0.5"])
+               str(tmp_path / "batch.npz"), "--out", str(tmp_path / "out.npz"), "--repeats", "2",
+               "--set", "spike.t_window=50", "--set", "spike.t_warmup=50", "--set", "spike.dt=0.5"])
     assert rc == 0
     with np.load(tmp_path / "out.npz") as f:
         out = {k: f[k] for k in f.files}
@@ -361,11 +362,11 @@ def test_cli_step_spike_level(tmp_path):
 
 def test_calibration_block_replaces_and_keeps_the_rest():
     text = "# my model\nhidden = [4]\n\n[spike]\ntier = \"poisson\"  # keep me\ncalibration = [\n  [0, 0],\n" \
-           "  [1, 2],\n]\nt_trial = 50.0\n\n[eta]\nW = 0.1\n"
+           "  [1, 2],\n]\nt_window = 50.0\n\n[eta]\nW = 0.1\n"
     block = "# salspike calibrate (x)\ncalibration = [\n  [0, 0],\n  [5, 9],\n]\n"
     once = _replace_calibration(text, block)
     assert "# my model\nhidden = [4]\n\n[spike]\ntier = \"poisson\"  # keep me\n" in once
-    assert "t_trial = 50.0\n\n[eta]\nW = 0.1\n" in once and "[1, 2]" not in once and "[5, 9]" in once
+    assert "t_window = 50.0\n\n[eta]\nW = 0.1\n" in once and "[1, 2]" not in once and "[5, 9]" in once
     assert _replace_calibration(once, block) == once  # idempotent: the old header goes too
     fresh = _replace_calibration("hidden = [4]\n", block)
     assert fresh.startswith("hidden = [4]\n") and "[spike]\n# salspike calibrate" in fresh
@@ -382,10 +383,10 @@ def tier2_run(tmp_path_factory):
     model.write_text("# two-compartment test model\nhidden = [4]\ninput_width = 3\noutput_width = 2\n"
                      "downstream_widths = [6]\ngamma = 0.0\nseed = 3\n\n[eta]\nW = 0.1\nWbar = 0.1\nV = 0.1\n"
                      "Vbar = 0.1\n\n[init]\nW = 1.0\nWbar = 1.0\nV = 1.0\nVbar = 1.0\n\n[spike]\n"
-                     "tier = \"two_compartment\"  # the detailed tier\nt_trial = 60000.0\ntrials = 1\ndt = 0.1\n"
+                     "tier = \"two_compartment\"  # the detailed tier\nt_window = 60000.0\nrepeats = 1\ndt = 0.1\n"
                      "t_warmup = 500.0\ntau_trace = 50.0\nbaseline_rate = 30.0\nrate_scale = 20.0\n")
     before = model.read_text()
-    assert main(["calibrate", "--model", str(model)]) == 0
+    assert main(["calibrate", "--model", str(model), "--in-place"]) == 0
     c = Circuit.load(model)
     w0 = init_weights(c)
     x, y = stat_data(1)

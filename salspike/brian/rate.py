@@ -37,242 +37,20 @@ function, without max-subtraction: |y_hat| must stay below ~700).  Short-term mo
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ..circuit import GROUPS, Circuit
+from ..circuit import Circuit, Hooks, Layout, algorithm_plan, circuit_layout, init_weights
 from ..errors import ConfigError, DivergenceError, ShapeError
-from ..matrix import rules
-from ..matrix.engine import algorithm_plan, init_weights
-from .common import (BrianRunner, Layout, NetworkAssembly, Protocol, TrialSchedule, WeightsAndHooks,
-                     circuit_layout, shared_runner,
-                     connection_indices, dense_indices, matrix_to_w, one_to_one_indices, w_to_matrix)
+from .assembly import NetworkAssembly, connection_indices, dense_indices, matrix_to_w, one_to_one_indices, w_to_matrix
+from .equations import MODEL_OF_ROLE, RateModels, load_rate_models
+from .runner import BrianRunner, shared_runner
+from .schedule import TrialSchedule
+from .weights import BrianWeights
 
-__all__ = ["RateModels", "load_rate_models", "default_equations_path", "RateNetwork"]
-
-_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_equations_path() -> Path:
-    """models/rate_equations.toml of the repository (or salspike/data/ in an installed copy)."""
-    for p in (_ROOT / "models" / "rate_equations.toml", Path(__file__).resolve().parents[1] / "data" / "rate_equations.toml"):
-        if p.is_file():
-            return p
-    raise ConfigError("rate equations not found: expected models/rate_equations.toml in the repository")
-
-
-# --------------------------------------------------------------------------- models
-
-_POP_ROLES = ("input", "upstream", "downstream", "error")
-# population role in the layout -> population model in the equations file
-_MODEL_OF_ROLE = {"input": "input", "upstream": "upstream", "output": "upstream",
-                  "downstream": "downstream", "error": "error"}
-_KINDS = ("hebbian", "heterosynaptic")
-_VARIANTS = {"V": ("v_signal", ("post_dd", "pre_dd"), "post_dd"),
-             "Vbar": ("vbar_signal", ("post_du", "pre_du"), "post_du")}
-
-
-@dataclasses.dataclass(frozen=True)
-class RateModels:
-    """The validated content of a rate-equations file (see models/rate_equations.toml)."""
-
-    source: str
-    method: str
-    populations: dict
-    nonlinearities: dict
-    losses: dict
-    synapses: dict
-    plasticity: str
-    fixed: str
-
-    # -- assembled strings ----------------------------------------------------
-    def population_equations(self, role: str, nonlinearity: str | None = None, loss: str | None = None) -> str:
-        eqs = self.populations[role]["equations"].strip()
-        if role == "upstream":
-            eqs += "\n" + self.nonlinearities["upstream"][nonlinearity]
-        elif role == "downstream":
-            eqs += "\n" + self.nonlinearities["downstream"][nonlinearity]
-        elif role == "error":
-            eqs += "\n" + self.losses[loss]["equations"].strip()
-        return eqs + "\n"
-
-    def post_factor(self, group: str, options: Mapping[str, str]) -> str:
-        pf = self.synapses[group]["post_factor"]
-        if isinstance(pf, str):
-            return pf
-        opt, _, _ = _VARIANTS[group]
-        return pf[options[opt]]
-
-    def synapse_model(self, group: str, plastic: bool, options: Mapping[str, str] | None = None,
-                      post_factor: str | None = None) -> str:
-        """Model string of a W/Wbar/V/Vbar group: plastic (plasticity ODE with the rule's factors
-        as subexpressions; the post factor chosen by `options` unless given) or fixed (`w : 1`)."""
-        spec = self.synapses[group]
-        lines = [spec["model"].strip()]
-        if plastic:
-            pf = post_factor if post_factor is not None else self.post_factor(group, options or {})
-            lines += [self.plasticity.strip(), f"pre_factor = {spec['pre_factor']} : 1",
-                      f"post_factor = {pf} : 1"]
-        else:
-            lines.append(self.fixed.strip())
-        return "\n".join(lines) + "\n"
-
-
-def _fail(source: str, where: str, msg: str):
-    raise ConfigError(f"{source}: [{where}] {msg}")
-
-
-def _identifiers(expr: str) -> set[str]:
-    from brian2.utils.stringtools import get_identifiers
-
-    return set(get_identifiers(expr))
-
-
-def _parse(source: str, where: str, text: str):
-    from brian2 import Equations
-    from brian2.equations.equations import EquationError
-
-    try:
-        return Equations(text)
-    except (EquationError, ValueError, SyntaxError, TypeError) as err:
-        _fail(source, where, f"not valid Brian2 equations: {err}\n{text}")
-
-
-def load_rate_models(path: str | Path | None = None) -> RateModels:
-    """Read and validate a rate-equations TOML file (default `default_equations_path()`).
-
-    Checks: required tables and keys; every equation string parses as Brian2 equations; every
-    population carries the protocol hooks (``stim(t, i)``, ``clamp_on``, ``clamp_value``) and
-    the snapshot ``<activity>_rec``; each synapse group's summed target is an input of its
-    postsynaptic population; ``kind = "heterosynaptic"`` rules use an input of the postsynaptic
-    neuron that another group delivers (not its own summed variable, not the activity) and
-    ``kind = "hebbian"`` rules use the postsynaptic activity (Algorithm 1's variants may use its
-    drive); the presynaptic factor is the presynaptic activity.
-    """
-    path = Path(path) if path is not None else default_equations_path()
-    source = str(path)
-    if not path.is_file():
-        raise ConfigError(f"rate equations file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source}: not valid TOML: {err}") from None
-    for key in ("populations", "nonlinearities", "losses", "synapses", "plasticity", "fixed"):
-        if key not in data:
-            raise ConfigError(f"{source}: missing table [{key}]")
-    method = data.get("method", "euler")
-    if method != "euler":
-        # the one-step clamp/snapshot terms ((value - x)/dt) and the rate-limit analysis assume
-        # forward Euler
-        raise ConfigError(f"{source}: method = {method!r}; the rate level uses 'euler'")
-    pops = data["populations"]
-    for role in _POP_ROLES:
-        if role not in pops:
-            _fail(source, "populations", f"missing population model '{role}' (need {', '.join(_POP_ROLES)})")
-        spec = pops[role]
-        for key in ("activity", "equations"):
-            if key not in spec:
-                _fail(source, f"populations.{role}", f"missing key '{key}'")
-        spec.setdefault("inputs", [])
-    nl = data["nonlinearities"]
-    for stream, names in (("upstream", ("relu", "identity")), ("downstream", ("identity", "relu_jacobian", "relu"))):
-        for n in names:
-            if n not in nl.get(stream, {}):
-                _fail(source, f"nonlinearities.{stream}", f"missing '{n}'")
-    for loss, spec in data["losses"].items():
-        for key in ("equations", "pred_connect", "pred_model"):
-            if key not in spec:
-                _fail(source, f"losses.{loss}", f"missing key '{key}'")
-        if spec["pred_connect"] not in ("one_to_one", "all_to_all"):
-            _fail(source, f"losses.{loss}", "pred_connect must be one_to_one or all_to_all")
-    if "mse" not in data["losses"]:
-        _fail(source, "losses", "missing 'mse'")
-    plasticity = data["plasticity"].get("equations")
-    fixed = data["fixed"].get("equations")
-    if not plasticity or not fixed:
-        _fail(source, "plasticity/fixed", "both need an 'equations' string")
-    models = RateModels(source, method, pops, nl, data["losses"], data["synapses"], plasticity, fixed)
-
-    # parse every assembled population model and check the hooks
-    role_models = {"input": [models.population_equations("input")],
-                   "upstream": [models.population_equations("upstream", n) for n in nl["upstream"]],
-                   "downstream": [models.population_equations("downstream", n) for n in nl["downstream"]],
-                   "error": [models.population_equations("error", loss=l) for l in data["losses"]]}
-    declared: dict[str, set] = {}
-    for role, texts in role_models.items():
-        act = pops[role]["activity"]
-        for text in texts:
-            eqs = _parse(source, f"populations.{role}", text)
-            names = set(eqs.names)
-            idents = set().union(*[_identifiers(e.expr.code) for e in eqs.values() if e.expr is not None])
-            missing = [v for v in ("clamp_on", "clamp_value", act, f"{act}_rec") if v not in names]
-            if missing:
-                _fail(source, f"populations.{role}", f"must declare {missing} (protocol hooks / snapshot)")
-            if "stim" not in idents:
-                _fail(source, f"populations.{role}", "must use the extra input stim(t, i) (protocol hook)")
-            for inp in pops[role]["inputs"]:
-                if inp not in names:
-                    _fail(source, f"populations.{role}", f"input '{inp}' is listed but not declared")
-            declared.setdefault(role, set()).update(names)
-    _parse(source, "plasticity", plasticity)
-
-    # synapse groups
-    role_of = {"upstream": "upstream", "downstream": "downstream"}
-    for group in GROUPS:
-        if group not in data["synapses"]:
-            _fail(source, "synapses", f"missing group '{group}'")
-        spec = data["synapses"][group]
-        where = f"synapses.{group}"
-        for key in ("kind", "pre", "post", "summed", "model", "pre_factor", "post_factor"):
-            if key not in spec:
-                _fail(source, where, f"missing key '{key}'")
-        if spec["kind"] not in _KINDS:
-            _fail(source, where, f"kind = {spec['kind']!r}; choose one of {list(_KINDS)}")
-        pre, post = role_of.get(spec["pre"]), role_of.get(spec["post"])
-        if pre is None or post is None:
-            _fail(source, where, "pre and post must be 'upstream' or 'downstream'")
-        pre_act, post_act = pops[pre]["activity"], pops[post]["activity"]
-        post_inputs = set(pops[post]["inputs"])
-        if spec["summed"] not in post_inputs:
-            _fail(source, where, f"summed target '{spec['summed']}' is not an input of the {post} population "
-                                 f"({sorted(post_inputs)})")
-        if f"{spec['summed']}_post" not in _identifiers(spec["model"]) or "(summed)" not in spec["model"]:
-            _fail(source, where, f"model must write '{spec['summed']}_post' as a (summed) variable")
-        if spec["pre_factor"] != f"{pre_act}_pre":
-            _fail(source, where, f"pre_factor must be the presynaptic activity '{pre_act}_pre'")
-        pf = spec["post_factor"]
-        if group in _VARIANTS:
-            opt, allowed, default = _VARIANTS[group]
-            if not isinstance(pf, dict) or set(pf) != set(allowed):
-                _fail(source, where, f"post_factor must be a table with keys {list(allowed)} (circuit option {opt})")
-            default_pf, variants = pf[default], [pf[a] for a in allowed]
-        else:
-            if not isinstance(pf, str):
-                _fail(source, where, "post_factor must be a string")
-            default_pf, variants = pf, [pf]
-        if spec["kind"] == "hebbian":
-            if default_pf != f"{post_act}_post":
-                _fail(source, where, f"a hebbian rule uses the postsynaptic activity '{post_act}_post', "
-                                     f"got {default_pf!r}")
-            for v in variants:
-                name = v[:-5] if v.endswith("_post") else None
-                if name is None or name not in declared[post]:
-                    _fail(source, where, f"post_factor {v!r} is not a variable of the {post} population")
-        else:
-            for v in variants:
-                name = v[:-5] if v.endswith("_post") else None
-                if name is None or name not in post_inputs or name == spec["summed"]:
-                    _fail(source, where, f"a heterosynaptic rule uses an input of the postsynaptic neuron that "
-                                         f"another group delivers (one of {sorted(post_inputs - {spec['summed']})}"
-                                         f"), got {v!r}")
-        for v in variants:
-            _parse(source, where, models.synapse_model(group, True, post_factor=v))
-        _parse(source, where, models.synapse_model(group, False))
-    return models
-
+__all__ = ["RateNetwork"]
 
 # --------------------------------------------------------------------------- network spec
 
@@ -295,7 +73,7 @@ def _rate_spec(circuit: Circuit, models: RateModels, layout: Layout, schedule: T
             eqs = models.population_equations("downstream", plan.downstream_nonlinearity)
         else:
             eqs = models.population_equations("error", loss=circuit["loss"])
-        act = models.populations[_MODEL_OF_ROLE[p.role]]["activity"]
+        act = models.populations[MODEL_OF_ROLE[p.role]]["activity"]
         pops[name] = {"brian_name": p.brian_name, "n": p.width, "equations": eqs, "activity": act}
     syns = {}
     for name, pr in layout.projections.items():
@@ -365,7 +143,7 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly
 # --------------------------------------------------------------------------- the network
 
 
-class RateNetwork(WeightsAndHooks):
+class RateNetwork(BrianWeights):
     """The circuit as a Brian2 rate network.
 
     Parameters
@@ -417,7 +195,7 @@ class RateNetwork(WeightsAndHooks):
             raise ConfigError(f"trials_per_run must be a positive integer, got {trials_per_run!r}")
         self.trials_per_run = trials_per_run
         self._set_circuit(circuit)
-        self.protocol = Protocol(self.layout)
+        self.hooks = Hooks(self.layout)
         self.set_weights(init_weights(circuit) if weights is None else weights)
         self.recordings: dict[str, dict[str, np.ndarray]] = {}
         self.last_runner: BrianRunner | None = None
@@ -450,7 +228,7 @@ class RateNetwork(WeightsAndHooks):
         self._set_circuit(circuit)
         if {k: (p.width) for k, p in old.populations.items()} != {k: p.width for k, p in self.layout.populations.items()}:
             raise ShapeError("set_circuit: the widths differ; create a new RateNetwork")
-        self.protocol.layout = self.layout
+        self.hooks.layout = self.layout
 
     def record(self, target: str, variable: str, dt: float | None = None,
                indices: Iterable[int] | None = None) -> str:
@@ -458,12 +236,12 @@ class RateNetwork(WeightsAndHooks):
         step) during the next runs; results in ``self.recordings[key]`` as ``{"t": ms,
         "values": (n_samples, n_recorded)}`` (``w`` of a dense group with all synapses:
         (n_samples, n_post, n_pre)).  Changes the compiled network."""
-        return self.protocol.record(target, variable, dt, indices)
+        return self.hooks.record(target, variable, dt, indices)
 
     # -- building -----------------------------------------------------------------
     def _spec(self, n_trials: int) -> dict:
         return _rate_spec(self.circuit, self.models, self.layout, self.schedule, n_trials,
-                          self.protocol.sorted_recordings())
+                          self.hooks.sorted_recordings())
 
     def runner(self, n_trials: int) -> BrianRunner:
         spec = self._spec(n_trials)
@@ -504,7 +282,7 @@ class RateNetwork(WeightsAndHooks):
         for name, p in self.layout.populations.items():
             b = p.brian_name
             vals[f"stim_{name}.values"] = stim[name]
-            on, value = self.protocol.clamp_values(name)
+            on, value = self.hooks.clamp_values(name)
             vals[f"{b}.clamp_on"] = on
             vals[f"{b}.clamp_value"] = value
             if p.role in ("upstream", "output"):
@@ -517,19 +295,16 @@ class RateNetwork(WeightsAndHooks):
             if pr.group == "pred":
                 continue
             i, j = connection_indices(pr)
+            base = self.weights[name] if pr.stored else np.eye(*pr.shape)  # Vbar^{K-1} = I fixed
+            vals[f"{b}.w"] = matrix_to_w(self.hooks.effective(name, base), i, j)
             if pr.stored:
-                W = self.weights[name]
-            else:  # the fixed output identity Vbar^{K-1}
-                W = np.zeros(pr.shape) if name in self.protocol.lesioned else np.eye(*pr.shape)
-            vals[f"{b}.w"] = matrix_to_w(W, i, j)
-            if pr.stored:
-                g = pr.group
-                learns = g in plan.plastic and not (g == "Wbar" and plan.wbar_mode != "plastic")
-                learns = learns and name not in self.protocol.frozen and name not in self.protocol.lesioned
-                eta = plan.eta[g]
-                vals[f"{b}.eta"] = eta
-                vals[f"{b}.c_decay"] = rules.decay_coefficient(eta, c["gamma"], self.options["decay"])
-                vals[f"{b}.plastic"] = 1.0 if learns else 0.0
+                mask = self.hooks.plasticity_mask(name)
+                vals[f"{b}.eta"] = plan.eta[pr.group]
+                vals[f"{b}.c_decay"] = plan.decay[pr.group]
+                if not plan.learns(pr.group):
+                    vals[f"{b}.plastic"] = 0.0
+                else:
+                    vals[f"{b}.plastic"] = 1.0 if mask is None else matrix_to_w(mask, i, j)
                 vals[f"{b}.T_p"] = T_p
         return vals
 
@@ -540,8 +315,9 @@ class RateNetwork(WeightsAndHooks):
         activities ``h0..hK`` and ``hbar1..hbarK`` as (n, width) arrays, recorded at the end of
         each trial's feedback phase, before its update."""
         x, y = self._trial_arrays(x, y)
+        self.apply_lesions()  # hooks.lesion() since the last run: those synapses are 0 from now on
         n = x.shape[0]
-        stim_all = {name: self.protocol.stimulus(name, n) for name in self.layout.populations}
+        stim_all = {name: self.hooks.stimulus(name, n) for name in self.layout.populations}
         if self.device == "runtime":
             chunk = self.trials_per_run or n
         else:
@@ -566,6 +342,9 @@ class RateNetwork(WeightsAndHooks):
             out = runner.run(values, self.schedule.run_duration_ms(m), self._collect,
                              template=self._template(m) if runner.standalone else None)
             for k, w in out["weights"].items():
+                silent = self.hooks.silent_mask(k)
+                if silent is not None:  # silenced synapses ran at 0 without plasticity: keep their weights
+                    w[silent] = self.weights[k][silent]
                 self.weights[k] = w
             for k, a in out["activities"].items():
                 acts.setdefault(k, []).append(a[:nv])
@@ -601,7 +380,7 @@ class RateNetwork(WeightsAndHooks):
             samples = np.asarray(getattr(mon, f"{act}_rec")).T
             activities[name] = samples[1:]
         recordings = {}
-        for k, r in enumerate(self.protocol.sorted_recordings()):
+        for k, r in enumerate(self.hooks.sorted_recordings()):
             key, target, variable, indices = r.key, r.target, r.variable, r.indices
             mon = asm.monitors[f"rec_{k}"]
             vals = np.asarray(getattr(mon, variable)).T

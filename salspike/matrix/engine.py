@@ -1,13 +1,11 @@
 """Matrix-level engine: Algorithm 1 / Eqs. 1-8 as batched numpy, the reference of every level.
 
-`MatrixNetwork` holds the weights of a `Circuit` in the cross-level file layout
-(``W{k}``, ``Vbar{k}`` for k = 0..K-2 (Vbar^{K-1} = I is implicit), ``Wbar{k}``, ``V{k}`` for
-k = 1..K-1) and applies the plasticity rules of `salspike.matrix.rules`.
-
-The baselines of the paper's Sec. 4 / Table 2 are settings of the same machinery
-(`algorithm_plan`): V = Vbar = I fixed and D_d = the Jacobian of D_u, with Wbar tied to W^T (bp),
-fixed random (fa), plastic under the same rule and rate as W (kp), or learned in a
-weight-mirror phase (wm).
+`MatrixNetwork` holds the weights of a `Circuit` in the cross-level layout
+(`salspike.circuit.weights`) and applies the plasticity rules of `salspike.matrix.rules` as
+the circuit's plan says (`salspike.circuit.plan.algorithm_plan`: which groups learn, rates,
+decay; the baselines BP, FA, KP, WM are settings of that plan).  The hook API
+(`salspike.circuit.Hooks`: stimulate, clamp/silence, silence_apical, lesion, freeze) applies here
+with the same meaning as at the Brian2 levels.
 """
 
 from __future__ import annotations
@@ -16,88 +14,10 @@ import dataclasses
 
 import numpy as np
 
-from ..circuit import GROUPS, Circuit
+from ..circuit import Circuit, Hooks, algorithm_plan, check_weights, circuit_layout, group_of, init_weights
+from ..circuit.functions import error_signal, relu
 from ..errors import DivergenceError, ShapeError
 from . import rules
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What an algorithm setting does to the circuit."""
-
-    plastic: frozenset
-    identity_interstream: bool  # V = Vbar = I, not plastic
-    wbar_mode: str  # "plastic" (Eq. 7), "fixed", "tied" (= W^T, weight transport), "mirror"
-    downstream_nonlinearity: str
-    eta: dict
-
-
-def algorithm_plan(circuit: Circuit) -> Plan:
-    """Resolve `circuit['algorithm']` into a Plan (documented in docs/algorithms.md)."""
-    algo = circuit["algorithm"]
-    eta = dict(circuit.eta)
-    if algo == "sal":
-        plastic = frozenset(circuit["plastic"])
-        return Plan(plastic, False, "plastic" if "Wbar" in plastic else "fixed",
-                    circuit["downstream_nonlinearity"], eta)
-    if algo in ("kp", "wm"):
-        eta["Wbar"] = eta["W"]  # KP: W and Wbar^T receive the same update; WM: one rate
-    mode = {"bp": "tied", "fa": "fixed", "kp": "plastic", "wm": "mirror"}[algo]
-    plastic = frozenset({"W", "Wbar"} if mode in ("plastic", "mirror") else {"W"})
-    jacobian = "relu_jacobian" if circuit["upstream_nonlinearity"] == "relu" else "identity"
-    return Plan(plastic, True, mode, jacobian, eta)
-
-
-def weight_names(circuit: Circuit) -> list[str]:
-    return list(circuit.shapes())
-
-
-def group_of(name: str) -> tuple[str, int]:
-    """'Wbar3' -> ('Wbar', 3)."""
-    for g in ("Wbar", "Vbar", "W", "V"):
-        if name.startswith(g) and name[len(g):].isdigit():
-            return g, int(name[len(g):])
-    raise KeyError(name)
-
-
-def init_weights(circuit: Circuit, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-    """Gaussian init, w ~ N(0, (gain / sqrt(fan_in))^2) per group; identity where the
-    algorithm fixes V = Vbar = I; Wbar = W^T for bp."""
-    rng = np.random.default_rng(circuit["seed"]) if rng is None else rng
-    plan = algorithm_plan(circuit)
-    out = {}
-    for name, shape in circuit.shapes().items():
-        group, k = group_of(name)
-        if plan.identity_interstream and group in ("V", "Vbar"):
-            w = np.eye(*shape)
-        else:
-            w = rng.standard_normal(shape) * (circuit[f"init.{group}"] / np.sqrt(shape[1]))
-        out[name] = w.astype(circuit.dtype)
-    if plan.wbar_mode == "tied":
-        for k in range(1, circuit.n_layers):
-            out[f"Wbar{k}"] = out[f"W{k}"].T.copy()
-    return out
-
-
-def check_weights(circuit: Circuit, weights: dict[str, np.ndarray], source: str = "weights") -> None:
-    """Every expected key present with its shape (Vbar{K-1} may be given as the identity)."""
-    shapes = circuit.shapes()
-    for name, shape in shapes.items():
-        if name not in weights:
-            raise ShapeError(f"{source}: missing key '{name}' (expected shape {shape}); expected keys: "
-                             f"{', '.join(shapes)}")
-        if tuple(weights[name].shape) != tuple(shape):
-            raise ShapeError(f"{source}: '{name}' has shape {tuple(weights[name].shape)}, expected {shape} "
-                             f"(widths d = {circuit.widths}, dbar = {circuit.downstream_widths[1:]})")
-    K = circuit.n_layers
-    for name in weights:
-        if name in shapes or name.startswith(("h", "hbar")):
-            continue
-        if name == f"Vbar{K - 1}":
-            if not np.array_equal(weights[name], np.eye(*weights[name].shape)):
-                raise ShapeError(f"{source}: '{name}' is the fixed output identity; it must be I or omitted")
-            continue
-        raise ShapeError(f"{source}: unexpected key '{name}'; expected keys: {', '.join(shapes)}")
 
 
 @dataclasses.dataclass
@@ -114,9 +34,12 @@ class Activities:
 
 
 class MatrixNetwork:
-    """The circuit's weights plus the step that updates them."""
+    """The circuit's weights plus the step that updates them.
 
-    def __init__(self, circuit: Circuit, weights: dict[str, np.ndarray] | None = None):
+    ``hooks``: a `salspike.circuit.Hooks` on this circuit's layout (default: none active);
+    `hooks` can also be set later through the attribute."""
+
+    def __init__(self, circuit: Circuit, weights: dict[str, np.ndarray] | None = None, hooks: Hooks | None = None):
         self.circuit = circuit
         self.plan = algorithm_plan(circuit)
         self.options = circuit.rule_options
@@ -129,6 +52,7 @@ class MatrixNetwork:
             weights = {k: np.array(v, dtype=circuit.dtype) for k, v in weights.items()
                        if k in circuit.shapes()}
         self.weights = weights
+        self.hooks = hooks if hooks is not None else Hooks(circuit_layout(circuit))
 
     # ----- views --------------------------------------------------------------
     def _list(self, group: str, start: int, stop: int) -> list:
@@ -155,8 +79,15 @@ class MatrixNetwork:
     def _cast(self, x):
         return np.asarray(x, dtype=self.circuit.dtype)
 
+    def _hooked(self) -> bool:
+        return bool(self.hooks.stim or self.hooks.clamps or self.hooks.lesions or self.hooks.apical_silenced)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return rules.forward(self.W, self._cast(x), self.circuit["upstream_nonlinearity"])[0][-1]
+        """The output h^K of the upstream pass (Eq. 1), with the hooks that act on it."""
+        x = self._cast(x)
+        if not self._hooked():
+            return rules.forward(self.W, x, self.circuit["upstream_nonlinearity"])[0][-1]
+        return self._hooked_upstream(x)[0][-1]
 
     def activities(self, x: np.ndarray, y: np.ndarray) -> Activities:
         """Eq. 1 upstream, then hbar^K = -grad F, then Eq. 2 downstream."""
@@ -165,39 +96,82 @@ class MatrixNetwork:
             raise ShapeError(f"inputs x have shape {x.shape}, expected (n, {self.circuit.widths[0]})")
         if y.shape != (x.shape[0], self.circuit.widths[-1]):
             raise ShapeError(f"targets y have shape {y.shape}, expected ({x.shape[0]}, {self.circuit.widths[-1]})")
+        if self._hooked():
+            return self._hooked_activities(x, y)
         h, a = rules.forward(self.W, x, self.circuit["upstream_nonlinearity"])
-        top = rules.error_signal(h[-1], y, self.circuit["loss"])
+        top = error_signal(h[-1], y, self.circuit["loss"])
         hbar, drive = rules.downstream(self.Wbar, self.V, h, top, self.plan.downstream_nonlinearity)
         return Activities(h, a, hbar, drive)
 
+    # ----- hooks (the same semantics as the rate equations' stim/clamp terms) ------------
+    def _stim_clamp(self, name: str, drive: np.ndarray) -> np.ndarray:
+        """drive + stimulus, then clamped neurons set to their clamp value."""
+        n = drive.shape[0]
+        if name in self.hooks.stim:
+            drive = drive + self._cast(self.hooks.stimulus(name, n))
+        if name in self.hooks.clamps:
+            on, value = self.hooks.clamp_values(name)
+            drive = np.where(on.astype(bool), self._cast(value), drive)
+        return drive
+
+    def _w(self, name: str):
+        w = self.weights.get(name)
+        return None if w is None else self.hooks.effective(name, w)
+
+    def _hooked_upstream(self, x):
+        relu_hidden = self.circuit["upstream_nonlinearity"] == "relu"
+        h, a = [self._stim_clamp("h0", x)], [None]
+        for k in range(self.K):
+            pre = self._stim_clamp(f"h{k + 1}", h[k] @ self._w(f"W{k}").T)
+            a.append(pre)
+            h.append(relu(pre) if (k < self.K - 1 and relu_hidden) else pre)
+        return h, a
+
+    def _hooked_activities(self, x, y) -> Activities:
+        h, a = self._hooked_upstream(x)
+        K = self.K
+        hbar, drive = [None] * (K + 1), [None] * (K + 1)
+        hbar[K] = self._stim_clamp(f"hbar{K}", error_signal(h[K], y, self.circuit["loss"]))
+        for k in range(K - 1, 0, -1):
+            u = hbar[k + 1] @ self._w(f"Wbar{k}").T
+            drive[k] = u
+            gate = rules.downstream_gate(self.plan.downstream_nonlinearity, h[k], self._w(f"V{k}"), u)
+            hbar[k] = self._stim_clamp(f"hbar{k}", u if gate is None else u * gate)
+        return Activities(h, a, hbar, drive)
+
+    # ----- plasticity -------------------------------------------------------------
     def _factors(self, act: Activities) -> dict[str, tuple]:
         """name -> (post, pre, eta, decay coefficient) of every plastic weight's rule
         (Eqs. 5-8, or Algorithm 1 per `rule_options`), all from the pre-step state."""
-        eta, gamma, opt, plan = self.plan.eta, self.circuit["gamma"], self.options, self.plan
+        plan, opt = self.plan, self.options
+        eta, c = plan.eta, plan.decay
         h, a, hbar, drive = act.h, act.a, act.hbar, act.drive
-        V, Vbar = self.V, self.Vbar
-
-        def c(group):
-            return rules.decay_coefficient(eta[group], gamma, opt["decay"])
-
         out = {}
         for k in range(self.K):
-            if "W" in plan.plastic:
-                out[f"W{k}"] = (*rules.W_factors(Vbar[k], hbar[k + 1], h[k]), eta["W"], c("W"))
-            if k >= 1 and "V" in plan.plastic:
+            if plan.learns("W"):
+                Vbar_k = self._w(f"Vbar{k}") if k < self.K - 1 else None
+                post, pre = rules.W_factors(Vbar_k, hbar[k + 1], h[k])
+                if k == self.K - 1 and f"h{self.K}" in self.hooks.apical_silenced:
+                    post = post * ~self.hooks.apical_silenced[f"h{self.K}"]  # the fixed identity Vbar^{K-1}
+                out[f"W{k}"] = (post, pre, eta["W"], c["W"])
+            if k >= 1 and plan.learns("V"):
                 signal = hbar[k] if opt["v_signal"] == "post_dd" else drive[k]
-                out[f"V{k}"] = (*rules.V_factors(signal, h[k]), eta["V"], c("V"))
-            if k >= 1 and "Wbar" in plan.plastic and plan.wbar_mode == "plastic":
-                out[f"Wbar{k}"] = (*rules.Wbar_factors(V[k], h[k], hbar[k + 1]), eta["Wbar"], c("Wbar"))
-            if k < self.K - 1 and "Vbar" in plan.plastic:
+                out[f"V{k}"] = (*rules.V_factors(signal, h[k]), eta["V"], c["V"])
+            if k >= 1 and plan.learns("Wbar"):
+                out[f"Wbar{k}"] = (*rules.Wbar_factors(self._w(f"V{k}"), h[k], hbar[k + 1]), eta["Wbar"], c["Wbar"])
+            if k < self.K - 1 and plan.learns("Vbar"):
                 signal = h[k + 1] if opt["vbar_signal"] == "post_du" else a[k + 1]
-                out[f"Vbar{k}"] = (*rules.Vbar_factors(signal, hbar[k + 1]), eta["Vbar"], c("Vbar"))
+                out[f"Vbar{k}"] = (*rules.Vbar_factors(signal, hbar[k + 1]), eta["Vbar"], c["Vbar"])
         return out
 
     def updates(self, act: Activities) -> dict[str, np.ndarray]:
-        """The update dw of every plastic weight (not applied)."""
-        return {name: rules.hebbian_update(post, pre, self.weights[name], eta, c)
-                for name, (post, pre, eta, c) in self._factors(act).items()}
+        """The update dw of every plastic weight (not applied), hooks' plasticity masks included."""
+        out = {}
+        for name, (post, pre, eta, c) in self._factors(act).items():
+            dw = rules.rule_update(post, pre, self.weights[name], eta, c)
+            mask = self.hooks.plasticity_mask(name)
+            out[name] = dw if mask is None else dw * self._cast(mask)
+        return out
 
     def mirror_updates(self) -> dict[str, np.ndarray]:
         """Weight mirror (Akrout et al. 2019) as the Wbar rule (Eq. 7) in a mirror phase: noise
@@ -207,8 +181,8 @@ class MatrixNetwork:
         out = {}
         for k in range(1, self.K):
             xi = self._cast(self.rng.standard_normal((n, self.W[k].shape[1])) * s)
-            out[f"Wbar{k}"] = rules.hebbian_update(xi, xi @ self.W[k].T, self.Wbar[k], self.plan.eta["Wbar"],
-                                                   self.plan.eta["Wbar"] * s * s)
+            out[f"Wbar{k}"] = rules.rule_update(xi, xi @ self.W[k].T, self.Wbar[k], self.plan.eta["Wbar"],
+                                                self.plan.eta["Wbar"] * s * s)
         return out
 
     def apply(self, deltas: dict[str, np.ndarray]) -> None:
@@ -234,12 +208,21 @@ class MatrixNetwork:
             return Activities(stack([a.h for a in acts]), stack([a.a for a in acts]),
                               stack([a.hbar for a in acts]), stack([a.drive for a in acts]))
         act = self.activities(x, y)
-        for name, (post, pre, eta, c) in self._factors(act).items():
-            rules.accumulate_update(self.weights[name], post, pre, eta, c)
-        self._tie()
+        if self._hooked() or self.hooks.frozen:
+            self.apply(self.updates(act))
+        else:
+            for name, (post, pre, eta, c) in self._factors(act).items():
+                rules.accumulate_update(self.weights[name], post, pre, eta, c)
+            self._tie()
         if self.plan.wbar_mode == "mirror":
             self.apply(self.mirror_updates())
         return act
+
+    def lesion_weights(self) -> None:
+        """Set the lesioned synapses of `hooks` to 0 (they stay 0: no plasticity there)."""
+        for name, mask in self.hooks.lesions.items():
+            if name in self.weights:
+                self.weights[name][mask] = 0.0
 
     def modulated_output(self, x: np.ndarray, y: np.ndarray, alpha: float | None = None) -> np.ndarray:
         """Short-term modulation (Sec. 2.3): after one forward/feedback cycle, each upstream
@@ -250,7 +233,7 @@ class MatrixNetwork:
         h = act.h[0]
         for k in range(self.K):
             pre = h @ self.W[k].T
-            h = rules.relu(pre) if (k < self.K - 1 and self.circuit["upstream_nonlinearity"] == "relu") else pre
+            h = relu(pre) if (k < self.K - 1 and self.circuit["upstream_nonlinearity"] == "relu") else pre
             Vb = self.Vbar[k]
             h = h + alpha * (act.hbar[k + 1] if Vb is None else act.hbar[k + 1] @ Vb.T)
         return h
@@ -259,19 +242,26 @@ class MatrixNetwork:
     def check_health(self, where: str = "") -> None:
         """Raise DivergenceError naming the layer and group of the first weight that is not
         finite or whose Frobenius norm exceeds `divergence_limit`."""
-        limit = self.circuit["divergence_limit"]
-        for name, w in self.weights.items():
-            group, k = group_of(name)
-            if group not in self.plan.plastic and not (group == "Wbar" and self.plan.wbar_mode == "tied"):
-                continue
-            norm = float(np.sqrt(np.sum(np.square(w, dtype=np.float64))))
-            if not np.isfinite(norm) or norm > limit:
-                what = "NaN/inf" if not np.isfinite(norm) else f"norm {norm:.3g} > divergence_limit {limit:g}"
-                raise DivergenceError(f"diverged{where}: group {group}, layer {k} ({name}): {what}. "
-                                      "Lower the learning rates (eta.*) - the ratios matter, see docs/training.md")
+        check_health(self.circuit, self.weights, where)
 
     def copy_weights(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.weights.items()}
 
 
-__all__ = ["MatrixNetwork", "Plan", "algorithm_plan", "init_weights", "check_weights", "GROUPS"]
+def check_health(circuit: Circuit, weights: dict[str, np.ndarray], where: str = "") -> None:
+    """DivergenceError naming the layer and group of the first weight that is not finite or whose
+    Frobenius norm exceeds the circuit's ``divergence_limit`` (groups that cannot change are skipped)."""
+    plan = algorithm_plan(circuit)
+    limit = circuit["divergence_limit"]
+    for name, w in weights.items():
+        group, k = group_of(name)
+        if group not in plan.plastic and not (group == "Wbar" and plan.wbar_mode == "tied"):
+            continue
+        norm = float(np.sqrt(np.sum(np.square(w, dtype=np.float64))))
+        if not np.isfinite(norm) or norm > limit:
+            what = "NaN/inf" if not np.isfinite(norm) else f"norm {norm:.3g} > divergence_limit {limit:g}"
+            raise DivergenceError(f"diverged{where}: group {group}, layer {k} ({name}): {what}. "
+                                  "Lower the learning rates (eta.*) - the ratios matter, see docs/training.md")
+
+
+__all__ = ["MatrixNetwork", "Activities", "check_health"]

@@ -9,49 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def relu(x):
-    return np.maximum(x, 0)
+from ..circuit.functions import outer_mean, relu
 
 
-def outer_mean(post: np.ndarray, pre: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """scale times the batch mean of post_i pre_i^T: shape (d_post, d_pre)."""
-    out = post.T @ pre
-    out *= scale / post.shape[0]
-    return out
-
-
-def _hebb_minus_decay(post, pre, w, eta, decay_coef):
-    """eta <post pre^T> - decay_coef w, computed in place (no temporaries when decay is 0)."""
+def rule_update(post, pre, w, eta, decay_coef):
+    """dw = eta <post pre^T>_batch - decay_coef w: the common form of all four rules (Eqs. 5-8),
+    whose factors the ``*_factors`` functions give (no temporaries when decay is 0)."""
     out = outer_mean(post, pre, eta)
     if decay_coef:
         out -= decay_coef * w
     return out
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def error_signal(y_hat: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
-    """hbar^K = -dF/dy_hat: y - y_hat for F = 1/2||y - y_hat||^2 (mse); y - softmax(y_hat)
-    for cross-entropy F = -sum y log softmax(y_hat)."""
-    if loss == "mse":
-        return y - y_hat
-    if loss == "cross_entropy":
-        return y - softmax(y_hat)
-    raise ValueError(f"unknown loss {loss!r}")
-
-
-def loss_value(y_hat: np.ndarray, y: np.ndarray, loss: str) -> float:
-    """Batch mean of F: 1/2||y - y_hat||^2, or cross-entropy of softmax(y_hat)."""
-    if loss == "mse":
-        return float(0.5 * np.mean(np.sum((y - y_hat) ** 2, axis=1)))
-    z = y_hat - y_hat.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-np.mean(np.sum(y * logp, axis=1)))
 
 
 def forward(W: list[np.ndarray], x: np.ndarray, upstream: str = "relu"):
@@ -95,13 +62,8 @@ def downstream(Wbar: list, V: list, h: list, hbar_top: np.ndarray, kind: str):
     return hbar, drive
 
 
-def decay_coefficient(eta: float, gamma: float, decay: str) -> float:
-    """gamma (Eqs. 5-8, 'absolute') or eta * gamma (Algorithm 1, 'eta_scaled')."""
-    return gamma if decay == "absolute" else eta * gamma
-
-
 # Each rule is a batch-mean outer product minus a decay: dw = eta <post pre^T> - c w.  The
-# functions below return its two factors (post, pre); `hebbian_update` forms dw and
+# functions below return its two factors (post, pre); `rule_update` forms dw and
 # `accumulate_update` adds it into w in place with one BLAS call.
 
 def W_factors(Vbar_k, hbar_next, h_k):
@@ -131,18 +93,13 @@ def Vbar_factors(signal_next, hbar_next):
     return signal_next, hbar_next
 
 
-def hebbian_update(post, pre, w, eta, decay_coef):
-    """dw = eta <post pre^T>_batch - decay_coef w."""
-    return _hebb_minus_decay(post, pre, w, eta, decay_coef)
-
-
 def accumulate_update(w: np.ndarray, post, pre, eta, decay_coef) -> None:
     """w <- (1 - decay_coef) w + eta <post pre^T>_batch, in place.  For C-ordered float32/64
     w this is one BLAS gemm on w^T (Fortran-ordered), with no temporary of w's size."""
     n = post.shape[0]
     gemm = _GEMM.get(w.dtype.char)
     if gemm is None or not w.flags.c_contiguous or post.dtype != w.dtype or pre.dtype != w.dtype:
-        w += hebbian_update(post, pre, w, eta, decay_coef)
+        w += rule_update(post, pre, w, eta, decay_coef)
         return
     # w^T (d_pre x d_post, F-ordered) = alpha pre^T post + beta w^T; pre.T and post.T are F-ordered
     wt = w.T
@@ -161,15 +118,3 @@ def _gemm_table():
 
 
 _GEMM = _gemm_table()
-
-
-def bp_deltas(W: list, h: list, a: list, hbar_top: np.ndarray, upstream: str = "relu"):
-    """True backprop errors delta^k = -dF/da^k: delta^K = hbar^K,
-    delta^k = relu'(a^k) * (W^k)^T delta^{k+1}.  Returns delta[1..K] (delta[0] = None)."""
-    K = len(W)
-    delta = [None] * (K + 1)
-    delta[K] = hbar_top
-    for k in range(K - 1, 0, -1):
-        back = delta[k + 1] @ W[k]
-        delta[k] = back * (a[k] > 0) if upstream == "relu" else back
-    return delta

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 GROUPS = ("W", "Wbar", "V", "Vbar")
 ALGORITHMS = ("sal", "bp", "fa", "kp", "wm")
@@ -86,16 +86,42 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "spike.tier": (str, ("poisson", "two_compartment"), "poisson", "neuron tier of the spiking level"),
     "spike.baseline_rate": (_F, None, 50.0, "Hz, baseline rate that carries the zero of a signed quantity"),
     "spike.rate_scale": (_F, None, 20.0, "Hz per unit of activity"),
-    "spike.t_trial": (_F, None, 1000.0, "ms, length of the plasticity window per trial"),
+    "spike.t_window": (_F, None, 1000.0, "ms, length of one plasticity window (a trial has spike.repeats of them)"),
     "spike.tau_trace": (_F, None, 20.0, "ms, time constant of the plasticity traces"),
     "spike.dt": (_F, None, 0.1, "ms, integration step of the spiking network"),
     "spike.t_warmup": (_F, None, 200.0, "ms, spiking before each row's plasticity window (traces and "
                        "adaptation reach their stationary state; no plasticity)"),
-    "spike.trials": (int, None, 20, "repeated trials averaged by `step --level spike`"),
+    "spike.repeats": (int, None, 20, "plasticity windows per trial (input row), run back to back and averaged"),
     "spike.calibration": ((list, type(None)), None, None, "two_compartment transfer function (set by `salspike calibrate`)"),
 }
 
 _TABLES = sorted({k.split(".")[0] for k in SCHEMA if "." in k})
+
+#: Units that a key's meaning names first ("ms, time constant ..."); "" = dimensionless or none.
+_UNITS = ("ms", "Hz")
+
+
+def unit_of(key: str) -> str:
+    """The unit of a model key ("" when dimensionless), read from its documented meaning."""
+    doc = SCHEMA[key][3]
+    if doc.startswith("Hz per unit"):
+        return "Hz/unit"
+    head = doc.split(",")[0].strip()
+    return head if head in _UNITS else ""
+
+
+def describe(circuit: "Circuit") -> list[tuple[str, Any, Any, str, str]]:
+    """(key, value, default, unit, meaning) of every key of the schema, for `salspike model show`."""
+    rows = []
+    for key, (_, allowed, default, doc) in SCHEMA.items():
+        unit = unit_of(key)
+        meaning = doc[len(unit) + 2:] if unit and doc.startswith(unit + ",") else doc
+        if unit == "Hz/unit":
+            meaning = "spike rate per unit of activity"
+        if allowed is not None:
+            meaning += f" (one of {', '.join(map(str, allowed))})"
+        rows.append((key, circuit.params[key], default, unit, meaning))
+    return rows
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -169,7 +195,7 @@ class Circuit:
         for key, value in flat.items():
             if key not in SCHEMA:
                 raise ConfigError(f"{source}: unknown key '{key}'.{_suggest(key)} "
-                                  f"Allowed keys: {', '.join(sorted(SCHEMA))}")
+                                  "`salspike model show` lists every key")
             params[key] = _check_type(key, value, source)
         return cls._validated(params, source)
 
@@ -184,7 +210,7 @@ class Circuit:
         for key, value in overrides.items():
             if key not in SCHEMA:
                 raise ConfigError(f"{source}: unknown key '{key}'.{_suggest(key)} "
-                                  f"Allowed keys: {', '.join(sorted(SCHEMA))}")
+                                  "`salspike model show` lists every key")
             params[key] = _check_type(key, value, source)
         return self._validated(params, f"{self.source} with {source}")
 
@@ -226,11 +252,11 @@ class Circuit:
         for key in ("gamma", "eta.W", "eta.Wbar", "eta.V", "eta.Vbar", "wm.noise_std"):
             if params[key] < 0:
                 raise ConfigError(f"{source}: '{key}' must be >= 0, got {params[key]}")
-        for key in ("training.batch_size", "training.epochs", "wm.batch", "spike.trials"):
+        for key in ("training.batch_size", "training.epochs", "wm.batch", "spike.repeats"):
             if params[key] <= 0:
                 raise ConfigError(f"{source}: '{key}' must be positive, got {params[key]}")
         for key in ("rate.tau_up", "rate.tau_down", "rate.dt", "rate.t_forward", "rate.t_feedback",
-                    "rate.t_plasticity", "spike.t_trial", "spike.tau_trace"):
+                    "rate.t_plasticity", "spike.t_window", "spike.tau_trace"):
             if params[key] <= 0:
                 raise ConfigError(f"{source}: '{key}' must be > 0 ms, got {params[key]}")
         needs_square = params["algorithm"] != "sal"

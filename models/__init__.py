@@ -1,0 +1,1 @@
+"""The bundled model and equation files (installed as the package data salspike.models; see salspike/resources.py)."""
