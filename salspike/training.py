@@ -9,6 +9,7 @@ what happened.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -40,14 +41,33 @@ def epoch_metrics(level: Level, data: Dataset, probe: int) -> dict:
             "layers": layer_metrics(level.weights, acts, level.circuit["upstream_nonlinearity"])}
 
 
-def blas_threads(circuit: Circuit) -> int | None:
-    """Threads for BLAS: the model's setting, or 1 for small layers (multithreaded BLAS on
-    200-unit layers was measured 100x slower on a loaded 2-core machine), else no limit."""
+# Multiply-adds of the largest matrix product in one training step (batch x weight size) from
+# which the automatic rule uses all available cores for BLAS; below it, one thread.  Measured with
+# benchmarks/blas_threads.py (docs/training.md): on a loaded 2-core machine two threads made every
+# batch-32 step slower (6-20x, paper MLP at downstream ratio 1-10, products up to 1.3e8 MACs) and
+# broke about even only at 1e9 MACs (a 1000^3 product).
+BLAS_THREADS_MIN_MACS = 1e9
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def blas_threads(circuit: Circuit) -> int:
+    """Threads for BLAS: the model's setting (at most the available cores), or, when it is 0
+    (auto), 1 unless one step's largest matrix product (batch x rows x columns of the widest
+    weight) reaches `BLAS_THREADS_MIN_MACS`, then all available cores."""
+    cores = available_cores()
     n = circuit["training.blas_threads"]
     if n > 0:
-        return n
-    widest = max(max(circuit.widths), max(w for w in circuit.downstream_widths if w))
-    return 1 if widest < 512 else None
+        return min(n, cores)
+    batch = 1 if circuit["training.online"] else circuit["training.batch_size"]
+    largest = batch * max(rows * cols for rows, cols in circuit.shapes().values())
+    return cores if largest >= BLAS_THREADS_MIN_MACS else 1
 
 
 def train(circuit: Circuit, data: Dataset, out: str | None = None, *, level: str = "matrix",

@@ -70,8 +70,10 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "training.epochs": (int, None, 30, "epochs"),
     "training.online": (bool, None, False, "one update per sample instead of per batch mean"),
     "training.eval_batch": (int, None, 256, "probe batch for the per-layer alignment metrics"),
-    "training.blas_threads": (int, None, 0, "BLAS threads; 0 = auto (1 for layers under 512 units, where "
-                              "threads only add overhead, else all)"),
+    "training.blas_threads": (int, None, 0, "BLAS threads, at most the available cores; 0 = auto: 1 unless "
+                              "a step's largest product (batch x widest weight) reaches 1e9 multiply-adds, "
+                              "then all available cores (threads made batch-32 steps slower, "
+                              "docs/training.md)"),
     # rate level (Brian2): time constants and phase lengths, in ms
     "rate.tau_up": (_F, None, 1.0, "ms, time constant of upstream rate neurons"),
     "rate.tau_down": (_F, None, 1.0, "ms, time constant of downstream rate neurons"),
