@@ -33,6 +33,7 @@ import numpy as np
 from .circuit import GROUPS, Circuit
 from .errors import ConfigError
 from .circuit import group_of, init_weights
+from .console import progress
 
 __all__ = ["compare_levels"]
 
@@ -125,9 +126,11 @@ def compare_levels(circuit: Circuit, levels: Sequence[str] = ("rate", "spike"), 
             if test is not None and "initial" not in accuracy:
                 accuracy["initial"] = float(np.mean(np.argmax(level.predict(test[0]), axis=1) == test[1]))
             traj = [{k: np.array(v, dtype=np.float64) for k, v in level.weights.items()}]
-            for n in range(trials):
-                level.step(x[n:n + 1], y[n:n + 1], online=True)
-                traj.append({k: np.array(v, dtype=np.float64) for k, v in level.weights.items()})
+            with progress(trials, f"compare: {name} level", unit="trial") as bar:
+                for n in range(trials):
+                    level.step(x[n:n + 1], y[n:n + 1], online=True)
+                    traj.append({k: np.array(v, dtype=np.float64) for k, v in level.weights.items()})
+                    bar.update()
             level.check_health(f" ({name} level)")
             if test is not None:
                 accuracy[name] = float(np.mean(np.argmax(level.predict(test[0]), axis=1) == test[1]))

@@ -302,6 +302,9 @@ def load_dataset(name: str = "digits", *, root: str | os.PathLike | None = None,
     loader (e.g. ``hidden``, ``noise`` for teacher_student).
     """
     key = str(name).lower().replace("-", "_")
+    if key in ("digits", "teacher_student") and root is not None:
+        raise DatasetError(f"dataset {name!r} is built in and reads no files: drop --data-root (it applies to "
+                           "mnist, fashion_mnist, cifar10 and svhn)")
     try:
         return _dispatch(key, name, root, seed, n_test, kw)
     except TypeError as exc:

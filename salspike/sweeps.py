@@ -20,6 +20,7 @@ import numpy as np
 
 from .circuit import GROUPS, Circuit, parse_value
 from .errors import ConfigError, DivergenceError
+from .console import progress
 from .results import atomic_write_json
 
 
@@ -83,11 +84,18 @@ def run_sweep(model, dataset, out, *, grid: dict, seeds: list, base_overrides: d
                 continue
             tasks.append((row, (str(model), over, dataset, data_root, str(folder), epochs, level)))
             rows.append(row)
-    if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(_run_point, [t[1] for t in tasks]))
-    else:
-        results = [_run_point(t[1]) for t in tasks]
+    with progress(len(tasks), "sweep", unit="point") as bar:
+        if jobs > 1 and len(tasks) > 1:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                results = []
+                for res in pool.map(_run_point, [t[1] for t in tasks]):
+                    results.append(res)
+                    bar.update()
+        else:
+            results = []
+            for t in tasks:
+                results.append(_run_point(t[1]))
+                bar.update()
     for (row, _), res in zip(tasks, results):
         row.update(res)
     table = []

@@ -51,6 +51,7 @@ def step(tmp_path, *extra, weights="w.npz", inputs="b.npz", out="out.npz"):
     (["train", "--out", "r", "--seed", "-1"], "--seed must be >= 0"),
     (["train", "--out", "r", "--n-train", "0"], "--n-train must be >= 1"),
     (["train", "--out", "r", "--device", "cpp_standalone"], "--device applies to the Brian2 levels only"),
+    (["train", "--out", "r", "--data-root", "/tmp"], "drop --data-root"),
     (["train", "--out", "r", "--set", "eta.Q=1"], "unknown key 'eta.Q'"),
     (["train", "--out", "r", "--model", "nope.toml"], "does not exist"),
     (["compare", "--out", "c", "--dataset", "digits", "--protocol", "pairing_window"], "exclude each other"),
