@@ -102,10 +102,10 @@ def cmd_train(args) -> int:
     data = load_dataset(args.dataset, root=args.data_root, seed=circuit["seed"],
                         **({"n_train": args.n_train} if args.n_train is not None else {}))
     level_options = {"device": args.device} if args.device else {}
-    kwargs = {"force": True} if args.force else {}
+    _refuse(args.force and not args.resume, "--force only applies with --resume (to accept changed settings)")
     summary = train(circuit, data, args.out, level=args.level, epochs=args.epochs, resume=args.resume,
-                    progress=None if not args.quiet else False, level_options=level_options,
-                    log=(lambda *a: None) if args.quiet else print, **kwargs)
+                    force=args.force, progress=None if not args.quiet else False, level_options=level_options,
+                    log=(lambda *a: None) if args.quiet else print)
     print(f"final test accuracy {summary['final_test_accuracy']:.4f} ({summary['algorithm']}, {summary['level']} level, "
           f"{summary['dataset']}); results in {args.out}")
     return 0

@@ -4,7 +4,9 @@ Every epoch ends with an atomic checkpoint (weights, data-order RNG state, epoch
 line of ``metrics.jsonl``; ``summary.json`` marks a finished run.  A divergence (NaN, inf or a
 weight norm above ``divergence_limit``) stops the run with a message naming the epoch, step,
 layer and group; the last good state stays in ``checkpoint.npz`` and ``diverged.json`` says
-what happened.
+what happened (before the first epoch ends there is no checkpoint: initial weights are not
+saved, the seed recreates them).  The results folder is locked while a run writes it, and
+``resume`` first checks the settings against the saved ``config.json``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import numpy as np
 
 from .circuit import Circuit
 from .datasets import Dataset
-from .errors import DivergenceError
 from .console import progress as _progress_bar
+from .errors import ConfigError, DivergenceError
 from .levels import Level, make_level
 from .metrics import evaluate, layer_metrics
-from .results import RunDir, provenance
+from .results import RunDir, atomic_write_text, provenance
 
 
 def _predict_all(level: Level, x: np.ndarray, batch: int = 2048) -> np.ndarray:
@@ -71,40 +73,69 @@ def blas_threads(circuit: Circuit) -> int:
 
 
 def train(circuit: Circuit, data: Dataset, out: str | None = None, *, level: str = "matrix",
-          epochs: int | None = None, resume: bool = False, progress: bool | None = None,
+          epochs: int | None = None, resume: bool = False, force: bool = False, progress: bool | None = None,
           level_options: dict | None = None, log=print) -> dict:
-    """Train `circuit` on `data`; return the summary (also written to ``out/summary.json``)."""
+    """Train `circuit` on `data`; return the summary (also written to ``out/summary.json``).
+
+    ``out`` is locked for the run (see :class:`~salspike.results.RunDir`).  ``resume`` continues
+    an interrupted run there; it is refused when the settings differ from the saved config.json
+    (more ``epochs`` are allowed) unless ``force``.
+    """
     from threadpoolctl import threadpool_limits
 
     circuit = circuit.with_io_widths(data.input_width, data.output_width)
-    with threadpool_limits(limits=blas_threads(circuit), user_api="blas"):
-        return _train(circuit, data, out, level=level, epochs=epochs, resume=resume, progress=progress,
-                      level_options=level_options, log=log)
+    run = RunDir(out, resume=resume) if out is not None else None
+    try:
+        with threadpool_limits(limits=blas_threads(circuit), user_api="blas"):
+            return _train(circuit, data, run, level=level, epochs=epochs, resume=resume, force=force,
+                          progress=progress, level_options=level_options, log=log)
+    finally:
+        if run is not None:
+            run.close()
 
 
-def _train(circuit, data, out, *, level, epochs, resume, progress, level_options, log) -> dict:
+def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_options, log) -> dict:
     data = data.astype(circuit.dtype)
     epochs = circuit["training.epochs"] if epochs is None else epochs
     batch = circuit["training.batch_size"]
     online = circuit["training.online"] or level != "matrix"
     progress = sys.stderr.isatty() if progress is None else progress
-    run = RunDir(out, resume=resume) if out else None
     order_rng = np.random.default_rng([circuit["seed"], 2])
     start_epoch, weights, history = 0, None, []
     if run is not None:
-        run.write_json("config.json", {"model": circuit.to_dict(), "level": level, "dataset": data.name,
-                                       "source": circuit.source, "level_options": level_options or {}})
-        from .results import atomic_write_text
-        atomic_write_text(run.file("model.toml"), circuit.to_toml())
-        found = run.latest_checkpoint() if resume else None
-        if found is not None:
-            weights, meta = found
-            start_epoch = int(meta["epoch"])
-            order_rng.bit_generator.state = meta["order_rng"]
-            run.trim_metrics(start_epoch)
-            history = run.read_metrics()
-            log(f"resuming {out} after epoch {start_epoch}")
+        config = {"model": circuit.to_dict(), "level": level, "dataset": data.name,
+                  "dataset_sizes": {"train": len(data.x_train), "test": len(data.x_test)},
+                  "source": circuit.source, "level_options": level_options or {}, "epochs": epochs}
+        if resume:  # read and check everything before writing anything
+            found = run.latest_checkpoint()
+            if found is not None:
+                weights, meta = found
+                try:
+                    start_epoch = int(meta["epoch"])
+                    order_rng.bit_generator.state = meta["order_rng"]
+                except (KeyError, TypeError, ValueError):
+                    raise run.unreadable_checkpoint() from None
+            history = run.read_metrics()[:start_epoch]
+            if len(history) < start_epoch:
+                raise ConfigError(f"{run.METRICS} in {run.path} has {len(history)} records but "
+                                  f"{run.CHECKPOINT} is at epoch {start_epoch}: delete {run.CHECKPOINT} "
+                                  "to rerun from epoch 1 with --resume, or start a new --out")
+            run.check_resume(config, epochs_done=start_epoch, force=force,
+                             ignore=("source", "model.training.epochs"))
     lvl = make_level(level, circuit, weights, **(level_options or {}))
+    if run is not None:
+        try:
+            run.write_json(run.CONFIG, config)
+            atomic_write_text(run.file("model.toml"), circuit.to_toml())
+            if resume and os.path.exists(run.file(run.METRICS)):
+                run.trim_metrics(start_epoch)
+            if os.path.exists(run.file("diverged.json")):
+                os.unlink(run.file("diverged.json"))  # about an earlier attempt, not this one
+        except BaseException:
+            lvl.close()
+            raise
+        if start_epoch:
+            log(f"resuming {run.path} after epoch {start_epoch}")
     timings = {"train_s": 0.0, "eval_s": 0.0}
     steps_per_epoch = -(-data.x_train.shape[0] // batch)
     bar = _progress_bar(epochs * steps_per_epoch, "training", unit="batch", enabled=progress,
@@ -131,13 +162,20 @@ def _train(circuit, data, out, *, level, epochs, resume, progress, level_options
             log(f"epoch {epoch + 1:3d}/{epochs}  train loss {record['train_loss']:.4f}  "
                 f"test acc {record['test_accuracy']:.4f}  "
                 f"delta angles {[round(m['delta_angle'], 1) for m in record['layers']]}")
-    except DivergenceError as exc:
-        if run is not None:
-            run.write_json("diverged.json", {"error": str(exc), "last_good_epoch": len(history),
-                                             "checkpoint": run.file("checkpoint.npz")})
-            raise DivergenceError(f"{exc}. Last good state (epoch {len(history)}) kept in "
-                                  f"{run.file('checkpoint.npz')}") from None
-        raise
+    except BaseException as exc:
+        lvl.close()
+        if run is None or not isinstance(exc, DivergenceError):
+            raise
+        ckpt = run.file(run.CHECKPOINT)
+        if os.path.exists(ckpt):
+            kept = f"Last good state (epoch {len(history)}) kept in {ckpt}"
+        else:  # diverged before the first checkpoint; initial weights are not saved
+            ckpt = None
+            kept = ("No checkpoint exists: the run diverged before finishing an epoch (the initial "
+                    "weights are not saved; the seed recreates them): lower the learning rates and start again")
+        run.write_json("diverged.json", {"error": str(exc), "last_good_epoch": len(history),
+                                         "checkpoint": ckpt, "message": kept})
+        raise DivergenceError(f"{exc}. {kept}") from None
     finally:
         bar.close()
     try:

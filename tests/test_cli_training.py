@@ -167,7 +167,7 @@ def test_divergence_stops_and_keeps_last_good_state(tmp_path, digits):
     good = dict(np.load(tmp_path / "run" / "checkpoint.npz"))
     bad = c.with_overrides({"eta.W": 50.0, "eta.Vbar": 50.0})
     with pytest.raises(DivergenceError, match=r"at epoch 2, step \d+: group \w+, layer \d.*Last good state \(epoch 1\)"):
-        train(bad, digits, tmp_path / "run", resume=True, log=lambda *a: None)
+        train(bad, digits, tmp_path / "run", resume=True, force=True, log=lambda *a: None)
     kept = np.load(tmp_path / "run" / "checkpoint.npz")
     np.testing.assert_array_equal(kept["W0"], good["W0"])
     assert "diverged" in json.loads((tmp_path / "run" / "diverged.json").read_text())["error"]

@@ -8,11 +8,11 @@ import pytest
 
 from salspike.errors import ConfigError, SalspikeError
 from salspike.results import (RunDir, atomic_save_npz, atomic_write_bytes, atomic_write_json,
-                              atomic_write_text, provenance)
+                              atomic_write_text, config_differences, provenance)
 
 
 def only_files(folder):
-    return sorted(os.listdir(folder))
+    return sorted(f for f in os.listdir(folder) if f != RunDir.LOCK)  # the lock of an open RunDir
 
 
 def test_atomic_writes_leave_no_temp_files(tmp_path):
@@ -111,6 +111,7 @@ def test_resume_refusal(tmp_path):
     out = tmp_path / "run"
     rd = RunDir(out)
     rd.checkpoint({"w": np.zeros(2)}, {"epoch": 0})
+    rd.close()
     with pytest.raises(ConfigError, match="--resume"):
         RunDir(out)
     rd2 = RunDir(out, resume=True)
@@ -119,6 +120,7 @@ def test_resume_refusal(tmp_path):
     assert rd2.is_finished()
     s = rd2.read_json("summary")
     assert s["accuracy"] == 0.9 and "git_commit" in s["provenance"]
+    rd2.close()
     with pytest.raises(SalspikeError) as e:
         RunDir(out)
     assert "--resume" in str(e.value) and "another folder" in str(e.value) and "finished" in str(e.value)
@@ -132,3 +134,29 @@ def test_existing_folder_without_run_is_fine(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="not a folder"):
         RunDir(tmp_path / "file")
+
+
+def test_config_differences():
+    saved = {"model": {"seed": 1, "eta": {"W": 0.1}, "hidden": [4]}, "level": "matrix", "opts": {}, "src": "a"}
+    same = {"model": {"seed": 1, "eta": {"W": 0.1}, "hidden": (4,)}, "level": "matrix", "opts": {}, "src": "b",
+            "epochs": 5}  # tuples compare as saved (lists); "epochs" is a section the saved config lacks
+    assert config_differences(saved, same, ignore=("src",)) == []
+    new = {"model": {"seed": 2, "eta": {"W": np.float64(0.2)}, "hidden": [4]}, "opts": {"device": "x"}, "src": "a"}
+    assert config_differences(saved, new) == ["model.seed 1 -> 2", "model.eta.W 0.1 -> 0.2",
+                                              'level "matrix" -> (absent)', 'opts.device (absent) -> "x"']
+    assert config_differences(saved, new, ignore=("model.eta", "level", "opts")) == ["model.seed 1 -> 2"]
+
+
+def test_check_resume_touches_nothing_and_force(tmp_path):
+    with RunDir(tmp_path) as rd:
+        assert rd.check_resume({"a": 1}) == []  # no saved config: nothing to compare
+        rd.write_json("config", {"a": 1, "epochs": 3})
+        stamp = os.stat(rd.file("config.json")).st_mtime_ns
+        assert rd.check_resume({"a": 1, "epochs": 9}, epochs_done=3) == []
+        with pytest.raises(ConfigError, match=r"a 1 -> 2; epochs 3 -> 2 \(fewer than the 3 already done\)"):
+            rd.check_resume({"a": 2, "epochs": 2}, epochs_done=3)
+        assert rd.check_resume({"a": 2, "epochs": 3}, force=True) == ["a 1 -> 2"]
+        assert os.stat(rd.file("config.json")).st_mtime_ns == stamp
+        (tmp_path / "config.json").write_text("{broken")
+        with pytest.raises(ConfigError, match="config.json in .* is unreadable.*--force"):
+            rd.check_resume({"a": 1})
