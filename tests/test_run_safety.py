@@ -247,7 +247,7 @@ def test_metrics_not_json_is_a_one_line_error_from_the_cli(tmp_path, capsys):
 # ----------------------------------------------------------------- 5. no empty folders, clear --out errors
 def test_failed_start_leaves_no_new_folder(tmp_path, digits):
     new = tmp_path / "new" / "deeper"
-    with pytest.raises(ConfigError, match="matrix level takes no options"):
+    with pytest.raises(ConfigError, match="matrix level does not take the option"):
         train(small(), digits, new, level_options={"bogus": 1}, **QUIET)
     assert not (tmp_path / "new").exists()
     with pytest.raises(ConfigError, match="input_width = 30"):
