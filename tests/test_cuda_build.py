@@ -40,8 +40,10 @@ def test_build_rate_cpp_standalone_runs(tmp_path, capsys):
 
 
 def test_build_needs_fixed_widths_and_gpu(tmp_path, capsys, monkeypatch):
-    assert main(["build", "--level", "rate", "--model", "models/paper_mlp.toml"]) == 2
-    assert "input_width/output_width are 'auto'" in capsys.readouterr().err
+    """A model with 'auto' widths gets them from --dataset (tests/test_cli_errors.py); a dataset
+    that cannot supply them is a one-line error; running CUDA code needs a GPU."""
+    assert main(["build", "--level", "rate", "--model", "paper_mlp", "--dataset", "mnist"]) == 2
+    assert "mnist" in capsys.readouterr().err
     monkeypatch.setattr(devices, "has_gpu", lambda *a, **k: False)
     assert main(["build", "--level", "rate", "--device", "cuda_standalone", "--model", MODEL]) == 2
     assert "no NVIDIA GPU found: pass --compile-only" in capsys.readouterr().err
