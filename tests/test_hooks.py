@@ -143,3 +143,14 @@ def test_hook_errors_name_the_problem():
     level = make_level("matrix", small())
     with pytest.raises(ConfigError, match="matrix level has no time"):
         level.record("h1", "h")
+
+
+def test_spike_level_refuses_what_it_cannot_express():
+    """The open-loop spike level refuses apical silencing and partial lesions at the call."""
+    level = make_level("spike", small())
+    with pytest.raises(ConfigError, match="silence_apical"):
+        level.silence_apical("h1")
+    with pytest.raises(ConfigError, match="whole synapse groups"):
+        level.lesion("V1", fraction=0.5)
+    assert level.lesion("V1") == ["V1"]
+    level.close()

@@ -130,6 +130,15 @@ class SpikeLevel(BrianLevel):
 
     OPTIONS = _BRIAN_OPTIONS + ("repeats", "seed")
     STEP_MODE = "spike: one update per row (trial), each from spike.repeats plasticity windows; no batch mean"
+    #: its activities are the rate fixed point (open loop): apical silencing cannot act on them
+    UNSUPPORTED_HOOKS = ("silence_apical",)
+
+    def lesion(self, group: str, fraction: float | None = None, pairs=None, seed: int = 0) -> list[str]:
+        """Whole groups only at this level (the open-loop settling has no per-synapse mask)."""
+        if fraction is not None or pairs is not None:
+            raise ConfigError("the spike level lesions whole synapse groups only (no fraction or pairs) until it "
+                              "is closed-loop; run partial lesions at the matrix or rate level")
+        return super().lesion(group, seed=seed)
 
     @staticmethod
     def _network_class():
