@@ -7,18 +7,13 @@ import pytest
 
 from salspike.circuit import Circuit
 from salspike.cli import main
-from salspike.datasets import load_dataset
 from salspike.errors import ConfigError, DivergenceError
 from salspike.circuit import init_weights
 from salspike.matrix.engine import MatrixNetwork
 from salspike.training import train
 
-MODEL = "models/paper_mlp.toml"
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
+# `digits` and `paper_model_path` (models/paper_mlp.toml, opened from the repository root) are
+# fixtures of conftest.py.
 
 
 def small(**over):
@@ -30,8 +25,8 @@ def small(**over):
 
 
 # ----------------------------------------------------------------- model files
-def test_paper_model_loads():
-    c = Circuit.load(MODEL).with_io_widths(64, 10)
+def test_paper_model_loads(paper_model_path):
+    c = Circuit.load(paper_model_path).with_io_widths(64, 10)
     assert c.widths == [64, 200, 200, 200, 10] and c["algorithm"] == "sal" and c["rule"] == "equations"
 
 
@@ -52,11 +47,11 @@ def test_model_file_errors_name_file_and_key(tmp_path, text, match):
         Circuit.load(path)
 
 
-def test_set_overrides_are_validated():
-    c = Circuit.load(MODEL, {"eta.W": 0.5, "rule": "algorithm1"})
+def test_set_overrides_are_validated(paper_model_path):
+    c = Circuit.load(paper_model_path, {"eta.W": 0.5, "rule": "algorithm1"})
     assert c["eta.W"] == 0.5 and c.rule_options["decay"] == "eta_scaled"
     with pytest.raises(ConfigError, match="unknown key 'eta.X'"):
-        Circuit.load(MODEL, {"eta.X": 1.0})
+        Circuit.load(paper_model_path, {"eta.X": 1.0})
 
 
 def test_io_width_mismatch():
@@ -94,11 +89,11 @@ def test_step_matrix_matches_engine(tmp_path, online):
             np.testing.assert_array_equal(out[f"hbar{k}"], act.hbar[k])
 
 
-def test_step_with_model_and_set_keys(tmp_path):
-    c = Circuit.load(MODEL, {"hidden": [7, 6]}).with_io_widths(5, 3)
+def test_step_with_model_and_set_keys(tmp_path, paper_model_path):
+    c = Circuit.load(paper_model_path, {"hidden": [7, 6]}).with_io_widths(5, 3)
     w, x, y = _write_step_files(tmp_path, c)
     path = tmp_path / "m.toml"
-    path.write_text(Circuit.load(MODEL, {"hidden": [7, 6]}).to_toml())
+    path.write_text(Circuit.load(paper_model_path, {"hidden": [7, 6]}).to_toml())
     assert main(["step", "--model", str(path), "--weights", str(tmp_path / "in.npz"), "--inputs",
                  str(tmp_path / "batch.npz"), "--out", str(tmp_path / "o.npz"), "--set", "eta.W=0.3",
                  "--set", "rule=algorithm1", "--set", "gamma=0.01", "--set", "downstream_nonlinearity=relu_jacobian",
@@ -111,13 +106,14 @@ def test_step_with_model_and_set_keys(tmp_path):
         np.testing.assert_allclose(out["Vbar0"], ref.weights["Vbar0"], rtol=1e-14)
 
 
-def test_step_errors_name_key_and_shape(tmp_path, capsys):
+def test_step_errors_name_key_and_shape(tmp_path, capsys, paper_model_path):
     c = small()
     w, x, y = _write_step_files(tmp_path, c)
     w["V1"] = w["V1"][:3]
     np.savez(tmp_path / "bad.npz", **w)
-    code = main(["step", "--model", MODEL, "--weights", str(tmp_path / "bad.npz"), "--inputs",
-                 str(tmp_path / "batch.npz"), "--out", str(tmp_path / "o.npz"), "--set", "hidden=[16, 12]"])
+    code = main(["step", "--model", str(paper_model_path), "--weights", str(tmp_path / "bad.npz"),
+                 "--inputs", str(tmp_path / "batch.npz"), "--out", str(tmp_path / "o.npz"),
+                 "--set", "hidden=[16, 12]"])
     err = capsys.readouterr().err
     assert code == 2 and "'V1' has shape (3, 16), expected (16, 16)" in err
     code = main(["step", "--weights", str(tmp_path / "in.npz"), "--inputs", str(tmp_path / "missing.npz"),
@@ -173,17 +169,17 @@ def test_divergence_stops_and_keeps_last_good_state(tmp_path, digits):
     assert "diverged" in json.loads((tmp_path / "run" / "diverged.json").read_text())["error"]
 
 
-def test_cli_train_and_missing_dataset(tmp_path, capsys):
-    assert main(["train", "--model", MODEL, "--set", "hidden=[8]", "--epochs", "1", "--quiet",
+def test_cli_train_and_missing_dataset(tmp_path, capsys, paper_model_path):
+    assert main(["train", "--model", str(paper_model_path), "--set", "hidden=[8]", "--epochs", "1", "--quiet",
                  "--out", str(tmp_path / "r")]) == 0
     assert "final test accuracy" in capsys.readouterr().out
     code = main(["train", "--dataset", "mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "m")])
     assert code == 2 and "train-images-idx3-ubyte" in capsys.readouterr().err
 
 
-def test_sweep_resumes_and_skips_finished_points(tmp_path):
-    args = ["sweep", "--model", MODEL, "--set", "hidden=[8]", "--grid", "eta_scale=0.5,1", "--seeds", "0,1",
-            "--epochs", "1", "--out", str(tmp_path / "s")]
+def test_sweep_resumes_and_skips_finished_points(tmp_path, paper_model_path):
+    args = ["sweep", "--model", str(paper_model_path), "--set", "hidden=[8]", "--grid", "eta_scale=0.5,1",
+            "--seeds", "0,1", "--epochs", "1", "--out", str(tmp_path / "s")]
     assert main(args) == 0
     table = json.loads((tmp_path / "s" / "sweep.json").read_text())["table"]
     assert [row["n_seeds"] for row in table] == [2, 2]

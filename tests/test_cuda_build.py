@@ -2,7 +2,9 @@
 
 The one slow CUDA test, `test_cuda_standalone_compiles_rate_and_spike_networks`, generates and
 compiles (does not run: no GPU here) both networks of models/small_circuit.toml with brian2cuda
-and checks the binaries exist (about 3-4 minutes on 2 cores).
+and checks the binaries exist (about 3-4 minutes on 2 cores).  Without brian2cuda, nvcc or cuRAND
+it skips, except under CI (CI=true) where it fails (the ``cuda_toolchain`` fixture of
+conftest.py).  Tests that compile C++ are marked ``slow``.
 """
 
 import json
@@ -14,47 +16,33 @@ import pytest
 
 from salspike.brian import devices
 from salspike.cli import main
-from salspike.errors import DeviceError
-
-MODEL = "models/small_circuit.toml"
 
 
-def _cuda_toolchain():
-    try:
-        import brian2cuda  # noqa: F401
-
-        devices.find_nvcc()
-        devices.find_curand()
-    except (ImportError, DeviceError) as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI machines have nvcc, cuRAND and brian2cuda (pip install salspike[cuda]): {err}")
-        pytest.skip(f"no CUDA toolchain here: {err}")
-
-
-def test_build_rate_cpp_standalone_runs(tmp_path, capsys):
-    assert main(["build", "--level", "rate", "--device", "cpp_standalone", "--model", MODEL,
+@pytest.mark.slow  # compiles the cpp_standalone project
+def test_build_rate_cpp_standalone_runs(tmp_path, capsys, small_circuit_path):
+    assert main(["build", "--level", "rate", "--device", "cpp_standalone", "--model", str(small_circuit_path),
                  "--build-dir", str(tmp_path / "rate")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["binary_exists"] and "run_s" in info
     assert devices.binary_path(tmp_path / "rate").is_file()
 
 
-def test_build_needs_fixed_widths_and_gpu(tmp_path, capsys, monkeypatch):
+def test_build_needs_fixed_widths_and_gpu(tmp_path, capsys, monkeypatch, small_circuit_path):
     """A model with 'auto' widths gets them from --dataset (tests/test_cli_errors.py); a dataset
     that cannot supply them is a one-line error; running CUDA code needs a GPU."""
     assert main(["build", "--level", "rate", "--model", "paper_mlp", "--dataset", "mnist"]) == 2
     assert "mnist" in capsys.readouterr().err
     monkeypatch.setattr(devices, "has_gpu", lambda *a, **k: False)
-    assert main(["build", "--level", "rate", "--device", "cuda_standalone", "--model", MODEL]) == 2
+    assert main(["build", "--level", "rate", "--device", "cuda_standalone", "--model", str(small_circuit_path)]) == 2
     assert "no NVIDIA GPU found: pass --compile-only" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.cuda_compile
-def test_cuda_standalone_compiles_rate_and_spike_networks(tmp_path, capsys):
-    _cuda_toolchain()
+def test_cuda_standalone_compiles_rate_and_spike_networks(tmp_path, capsys, cuda_toolchain, small_circuit_path):
     for level in ("rate", "spike"):
         t0 = time.perf_counter()
-        code = main(["build", "--level", level, "--device", "cuda_standalone", "--model", MODEL,
+        code = main(["build", "--level", level, "--device", "cuda_standalone", "--model", str(small_circuit_path),
                      "--compile-only", "--compute-capability", "9.0", "--build-dir", str(tmp_path / level)])
         out = capsys.readouterr()
         assert code == 0, out.err

@@ -5,7 +5,13 @@ The toy network (10 rate neurons, one Synapses group with a summed variable and
 a plastic clock-driven weight) has closed-form-free but deterministic dynamics,
 so the cpp_standalone results are compared with the runtime device's.
 The tests run in the order runtime -> cpp_standalone -> cuda_standalone ->
-runtime inside one process, which is the device switching salspike relies on.
+runtime inside one process, which is the device switching salspike relies on
+(conftest.py selects the runtime device again after every test).
+
+brian2 is a hard dependency and is imported plainly (a broken install fails).  brian2cuda,
+nvcc and cuRAND come with the optional ``cuda`` extra: the ``brian2cuda`` and
+``cuda_toolchain`` fixtures of conftest.py skip without them, but fail under CI (CI=true).
+Tests that run the C++ compiler are marked ``slow``.
 """
 
 from __future__ import annotations
@@ -14,13 +20,12 @@ import os
 import sys
 import time
 
+import brian2
 import numpy as np
 import pytest
 
-brian2 = pytest.importorskip("brian2")
-
-from salspike.brian import cuda_toolchain, devices  # noqa: E402
-from salspike.errors import DeviceError  # noqa: E402
+from salspike.brian import cuda_toolchain, devices
+from salspike.errors import DeviceError
 
 N = 10
 DURATION_MS = 10.0
@@ -57,12 +62,6 @@ def numpy_runtime(monkeypatch):
     monkeypatch.setitem(brian2.prefs, "codegen.target", "numpy")
 
 
-@pytest.fixture(autouse=True)
-def _back_to_runtime():
-    yield
-    devices.select_device("runtime")
-
-
 @pytest.fixture(scope="module")
 def runtime_reference():
     with pytest.MonkeyPatch.context() as mp:
@@ -73,10 +72,6 @@ def runtime_reference():
         res = _results(net)
     devices.select_device("runtime")
     return res
-
-
-def _need_brian2cuda():
-    pytest.importorskip("brian2cuda")
 
 
 # ----------------------------------------------------------------- fast tests
@@ -135,8 +130,7 @@ def test_missing_nvcc_names_nvcc(tmp_path, monkeypatch):
     assert str(empty) in str(exc.value)
 
 
-def test_missing_nvcc_via_select_device(tmp_path, monkeypatch):
-    _need_brian2cuda()
+def test_missing_nvcc_via_select_device(tmp_path, monkeypatch, brian2cuda):
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
@@ -153,8 +147,7 @@ def test_missing_brian2cuda_says_what_to_install(tmp_path, monkeypatch):
         devices.select_device("cuda_standalone", build_dir=tmp_path)
 
 
-def test_unknown_cuda_option(tmp_path):
-    _need_brian2cuda()
+def test_unknown_cuda_option(tmp_path, brian2cuda):
     with pytest.raises(DeviceError, match="gpu_idx"):
         devices.select_device("cuda_standalone", build_dir=tmp_path,
                               cuda_options={"gpu_idx": 1})
@@ -164,19 +157,8 @@ def test_binary_path():
     assert devices.binary_path("/tmp/some/build").name == "main"
 
 
-def _cuda_toolchain_or_skip():
-    _need_brian2cuda()
-    try:
-        devices.find_nvcc()
-        return devices.find_curand()
-    except DeviceError as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI machines have nvcc and cuRAND; the CUDA toolchain was not found: {err}")
-        pytest.skip(f"no CUDA toolchain here: {err}")
-
-
-def test_find_curand_gives_linkable_library():
-    loc = _cuda_toolchain_or_skip()
+def test_find_curand_gives_linkable_library(cuda_toolchain):
+    loc = cuda_toolchain
     assert (loc.include_dir / "curand.h").is_file()
     assert (loc.link_dir / "libcurand.so").exists()
     assert (loc.link_dir / "libcurand.so").resolve() == loc.library.resolve()
@@ -186,8 +168,8 @@ def test_find_curand_gives_linkable_library():
         assert "site-packages" not in str(loc.link_dir)
 
 
-def test_cuda_prefs_are_set_and_do_not_leak(tmp_path, monkeypatch):
-    loc = _cuda_toolchain_or_skip()
+def test_cuda_prefs_are_set_and_do_not_leak(tmp_path, monkeypatch, cuda_toolchain):
+    loc = cuda_toolchain
     monkeypatch.setattr(devices, "has_gpu", lambda *a, **k: False)
     prefs = brian2.prefs
     devices.select_device("cpp_standalone", build_dir=tmp_path / "cpp")
@@ -218,6 +200,7 @@ def test_cuda_prefs_are_set_and_do_not_leak(tmp_path, monkeypatch):
     assert prefs["codegen.cpp.include_dirs"] == inc_before
 
 
+@pytest.mark.slow  # runs the C++ compiler (make) on a cpp_standalone project
 def test_compile_failure_is_wrapped_with_output_and_folder(tmp_path, monkeypatch):
     devices.select_device("cpp_standalone", build_dir=tmp_path / "bad", compile_jobs=1)
     # (Brian2 silently drops unknown compiler flags; a missing header fails for sure)
@@ -269,9 +252,8 @@ def test_cpp_standalone_compiles_and_runs_toy_network(tmp_path, runtime_referenc
           f"(make {info.timings.get('compile', float('nan')):.1f} s)")
 
 
-def test_cuda_standalone_generates_toy_network(tmp_path, monkeypatch):
+def test_cuda_standalone_generates_toy_network(tmp_path, monkeypatch, cuda_toolchain):
     """Code generation only (seconds): the device switch works without nvcc compiling."""
-    _cuda_toolchain_or_skip()
     monkeypatch.setattr(devices, "has_gpu", lambda *a, **k: False)
     _, info = devices.build_network("cuda_standalone", make_toy_network,
                                     build_dir=tmp_path / "gen",

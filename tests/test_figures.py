@@ -20,9 +20,10 @@ def run_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("script, extra", [("figures/training_curves.py", []),
                                            ("figures/weight_matrices.py", ["--layer", "1"])])
-def test_figure_scripts_write_all_formats(run_dir, tmp_path, monkeypatch, script, extra):
+def test_figure_scripts_write_all_formats(run_dir, tmp_path, monkeypatch, repo_root, script, extra):
     out = tmp_path / "fig"
-    monkeypatch.setattr(sys, "argv", [script, str(run_dir), *extra, "--out", str(out)])
-    runpy.run_path(script, run_name="__main__")
+    path = str(repo_root / script)  # from the repository root: runs from any working directory
+    monkeypatch.setattr(sys, "argv", [path, str(run_dir), *extra, "--out", str(out)])
+    runpy.run_path(path, run_name="__main__")
     for ext in ("pdf", "svg", "png"):
         assert out.with_suffix(f".{ext}").stat().st_size > 1000

@@ -1,5 +1,9 @@
 """Each plasticity rule against its closed form, written independently here as per-sample
-outer products in the paper's column-vector notation (bioflax style)."""
+outer products in the paper's column-vector notation (bioflax style).
+
+Each test names in its docstring the mistakes in the package it catches ("Catches:"); each was
+checked by making that mistake in salspike/matrix (rules.py, engine.py) and seeing the test fail.
+"""
 
 import numpy as np
 import pytest
@@ -71,6 +75,15 @@ def closed_form(net, x, y, rule):
 @pytest.mark.parametrize("dd", ["identity", "relu_jacobian", "relu"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_four_updates_match_closed_form(rule, dd, seed):
+    """Eqs. 5-8 (rule "equations") and Algorithm 1 ("algorithm1") against `closed_form`.
+
+    Catches: the Vbar factor of the W rule deleted (W learning from hbar^{k+1} directly); the V
+    factor of the Wbar rule deleted; the sign of any of the four rules flipped; the decay
+    deleted, or absolute where Algorithm 1 scales it by eta (and vice versa); the Algorithm 1
+    variants ignored (V from the pre-D_d drive, Vbar from the pre-D_u input); the downstream
+    gate D_d wrong (relu_jacobian reading Wbar hbar instead of V h) or ignored; the downstream
+    pass not using Wbar as given; the forward pass without ReLU; the batch mean not divided by
+    n; the top error's sign."""
     c = random_circuit(rule, dd, seed=seed)
     net = MatrixNetwork(c)
     n = 5
@@ -85,6 +98,7 @@ def test_four_updates_match_closed_form(rule, dd, seed):
 
 
 def test_wider_downstream_shapes():
+    """Catches: downstream_ratio not applied."""
     c = Circuit.from_dict({"hidden": [4, 6], "input_width": 3, "output_width": 2, "downstream_ratio": 5.0})
     assert c.downstream_widths == [None, 20, 30, 2]
     assert c.shapes() == {"W0": (4, 3), "Vbar0": (4, 20), "W1": (6, 4), "Vbar1": (6, 30), "Wbar1": (20, 30),
@@ -92,6 +106,8 @@ def test_wider_downstream_shapes():
 
 
 def test_cross_entropy_top_error():
+    """Catches: hbar^K = y - y_hat instead of y - softmax(y_hat) for cross-entropy; a softmax
+    over the wrong axis; the sign of the cross-entropy top error flipped."""
     c = random_circuit(loss="cross_entropy")
     net = MatrixNetwork(c)
     x = RNG.standard_normal((4, c.widths[0]))
@@ -103,6 +119,7 @@ def test_cross_entropy_top_error():
 
 
 def test_batch_mean_and_online():
+    """Catches: a batch update that sums instead of averaging; online steps in another order."""
     c = random_circuit(seed=5)
     x = RNG.standard_normal((6, c.widths[0]))
     y = RNG.standard_normal((6, c.widths[-1]))
@@ -122,6 +139,7 @@ def test_batch_mean_and_online():
 
 
 def test_ablation_freezes_groups():
+    """Catches: `plastic` ignored (a frozen group learning, or a plastic one not)."""
     c = random_circuit(plastic=["W", "Vbar"])
     net = MatrixNetwork(c)
     before = net.copy_weights()
@@ -133,6 +151,11 @@ def test_ablation_freezes_groups():
 
 
 def test_bp_update_is_true_gradient_finite_differences():
+    """BP (V = Vbar = I, Wbar = W^T, D_d = ReLU Jacobian) is -grad of the loss (finite differences).
+
+    Catches: BP's D_d not the ReLU Jacobian (identity); Wbar not initialised to W^T; the W
+    rule's or the top error's sign; a missing ReLU in the forward pass; the downstream pass not
+    using Wbar as given; the batch mean."""
     c = Circuit.from_dict({"hidden": [5, 4], "input_width": 3, "output_width": 2, "algorithm": "bp",
                            "eta": {"W": 1.0}, "gamma": 0.0, "seed": 3})
     net = MatrixNetwork(c)
@@ -162,6 +185,7 @@ def test_bp_update_is_true_gradient_finite_differences():
 
 
 def test_bp_keeps_wbar_tied_and_fa_keeps_wbar_fixed():
+    """Catches: BP's Wbar not re-tied to W^T after a step; FA's Wbar learning."""
     x, y = RNG.standard_normal((8, 3)), RNG.standard_normal((8, 2))
     base = {"hidden": [5, 4], "input_width": 3, "output_width": 2}
     bp = MatrixNetwork(Circuit.from_dict({**base, "algorithm": "bp"}))
@@ -179,6 +203,11 @@ def test_bp_keeps_wbar_tied_and_fa_keeps_wbar_fixed():
 
 @pytest.mark.parametrize("rule, factor", [("equations", lambda eta, g: 1 - g), ("algorithm1", lambda eta, g: 1 - eta * g)])
 def test_kp_difference_shrinks_geometrically(rule, factor):
+    """KP: W and Wbar^T get the same learning term, so W - Wbar^T decays by (1 - c) per step.
+
+    Catches: KP's Wbar rate not eta_W; the decay deleted (all groups, W or Wbar alone, or only
+    in the fused step) or wrongly scaled (absolute vs eta-scaled); the sign of the W or the Wbar
+    rule flipped."""
     c = Circuit.from_dict({"hidden": [6, 5], "input_width": 4, "output_width": 3, "algorithm": "kp",
                            "rule": rule, "gamma": 0.05, "eta": {"W": 0.2}, "seed": 1})
     net = MatrixNetwork(c)
@@ -193,6 +222,12 @@ def test_kp_difference_shrinks_geometrically(rule, factor):
 
 
 def test_lemma1_vbar_and_vT_converge():
+    """Lemma 1: Vbar^{k-1} and (V^k)^T get the same Hebbian term, their difference decays by
+    (1 - gamma) per step (eta_V = eta_Vbar, Eqs. 6 and 8).
+
+    Catches: the Vbar rule reading the pre-D_u input W h instead of h; the decay of V or of
+    Vbar deleted (or decay deleted / mis-scaled everywhere); the sign of the V or the Vbar
+    rule flipped."""
     c = Circuit.from_dict({"hidden": [5, 6, 4], "input_width": 3, "output_width": 2, "downstream_ratio": 2.0,
                            "gamma": 0.1, "eta": {"W": 0.01, "Wbar": 0.01, "V": 0.05, "Vbar": 0.05}, "seed": 2})
     net = MatrixNetwork(c)
@@ -202,6 +237,21 @@ def test_lemma1_vbar_and_vT_converge():
     for k in (1, 2):
         np.testing.assert_allclose(net.weights[f"Vbar{k - 1}"] - net.weights[f"V{k}"].T, 0.9 ** 30 * d0[k],
                                    rtol=1e-8, atol=1e-12)
+
+
+def sgd_updates(W, x, y, relu, eta):
+    """SGD on F = 1/2 ||y - y_hat||^2 (batch mean), written out here: delta^K = y - y_hat,
+    delta^k = relu'(a^k) * (W^k)^T delta^{k+1}; dW^k = eta <delta^{k+1} (h^k)^T>."""
+    K = len(W)
+    h, a = [x], [None]
+    for k in range(K):
+        a.append(h[k] @ W[k].T)
+        h.append(np.maximum(a[-1], 0) if (relu and k < K - 1) else a[-1])
+    delta = [None] * (K + 1)
+    delta[K] = y - h[K]
+    for k in range(K - 1, 0, -1):
+        delta[k] = (delta[k + 1] @ W[k]) * ((a[k] > 0) if relu else 1.0)
+    return {f"W{k}": eta * delta[k + 1].T @ h[k] / x.shape[0] for k in range(K)}
 
 
 def _assembled_weights(c, W, V, linear):
@@ -219,6 +269,12 @@ def _assembled_weights(c, W, V, linear):
 
 
 def test_theorem1_stationary_circuit_gives_H_times_sgd_linear_overparametrized():
+    """Theorem 1: in the stationary circuit the W update is H = Vbar Vbar^T times SGD's (SGD
+    written out in `sgd_updates`, and the package's bp setting checked against it).
+
+    Catches: the Vbar factor of the W rule deleted (H = I); the W rule's sign flipped; the
+    downstream pass not using Wbar as given; the decay of W deleted or mis-scaled; the top
+    error's sign."""
     d, dbar = [4, 5, 6, 3], [None, 9, 11, 3]
     c = Circuit.from_dict({"hidden": d[1:-1], "input_width": 4, "output_width": 3, "downstream_widths": dbar[1:-1],
                            "upstream_nonlinearity": "identity", "gamma": 0.02, "plastic": ["W"],
@@ -233,14 +289,22 @@ def test_theorem1_stationary_circuit_gives_H_times_sgd_linear_overparametrized()
                                           "eta": {"W": 0.3}, "gamma": 0.0}),
                        {**{f"W{k}": W[k] for k in range(3)}, **{f"Wbar{k}": W[k].T for k in (1, 2)},
                         **{f"V{k}": np.eye(d[k]) for k in (1, 2)}, **{f"Vbar{k}": np.eye(d[k + 1]) for k in (0, 1)}})
-    sgd = bp.updates(bp.activities(x, y))
+    sgd = sgd_updates(W, x, y, relu=False, eta=0.3)  # independent of the package
+    bp_updates = bp.updates(bp.activities(x, y))
     for k in range(3):
+        np.testing.assert_allclose(bp_updates[f"W{k}"], sgd[f"W{k}"], rtol=1e-10, atol=1e-12)
         H = net.weights[f"Vbar{k}"] @ net.weights[f"Vbar{k}"].T if k < 2 else np.eye(3)
         assert np.linalg.eigvalsh(H)[0] > 0  # positive definite (V full rank, dbar >= d)
         np.testing.assert_allclose(sal[f"W{k}"], H @ sgd[f"W{k}"] - 0.02 * W[k], rtol=1e-9, atol=1e-11)
 
 
 def test_theorem1_permutation_interstream_is_exactly_sgd_relu():
+    """Theorem 1 with permutation V: the W update is exactly SGD's (`sgd_updates`), with ReLU.
+
+    Catches: the relu_jacobian gate reading Wbar hbar instead of V h, or ignored; the Vbar factor
+    of the W rule deleted; the W rule's sign flipped; BP's D_d not the ReLU Jacobian; the
+    downstream pass not using Wbar as given; the forward pass without ReLU; the top error's
+    sign."""
     d = [4, 5, 6, 3]
     c = Circuit.from_dict({"hidden": d[1:-1], "input_width": 4, "output_width": 3,
                            "downstream_nonlinearity": "relu_jacobian", "plastic": ["W"], "eta": {"W": 0.3}})
@@ -253,12 +317,17 @@ def test_theorem1_permutation_interstream_is_exactly_sgd_relu():
                                           "algorithm": "bp", "eta": {"W": 0.3}}),
                        {**{f"W{k}": W[k] for k in range(3)}, **{f"Wbar{k}": W[k].T for k in (1, 2)},
                         **{f"V{k}": np.eye(d[k]) for k in (1, 2)}, **{f"Vbar{k}": np.eye(d[k + 1]) for k in (0, 1)}})
-    sgd = bp.updates(bp.activities(x, y))
+    sgd = sgd_updates(W, x, y, relu=True, eta=0.3)  # independent of the package
+    bp_updates = bp.updates(bp.activities(x, y))
     for k in range(3):
+        np.testing.assert_allclose(bp_updates[f"W{k}"], sgd[f"W{k}"], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(sal[f"W{k}"], sgd[f"W{k}"], rtol=1e-12, atol=1e-14)
 
 
 def test_weight_mirror_aligns_wbar_with_WT():
+    """Catches: the mirror update's sign flipped, or its decay s^2 Wbar deleted (Wbar still
+    aligns with W^T without it, but grows past it: the fixed point is checked, not only the
+    angle)."""
     c = Circuit.from_dict({"hidden": [8, 8], "input_width": 5, "output_width": 3, "algorithm": "wm",
                            "eta": {"W": 0.05}, "wm": {"noise_std": 1.0, "batch": 256}, "seed": 4})
     net = MatrixNetwork(c)
@@ -268,9 +337,14 @@ def test_weight_mirror_aligns_wbar_with_WT():
         net.apply(net.mirror_updates())
     end = [angle(net.weights[f"Wbar{k}"], net.weights[f"W{k}"].T) for k in (1, 2)]
     assert min(start) > 60 and max(end) < 10
+    # not only aligned but at the fixed point W^T (the decay s^2 Wbar sets the scale; observed 0.03)
+    for k in (1, 2):
+        W_T = net.weights[f"W{k}"].T
+        assert np.linalg.norm(net.weights[f"Wbar{k}"] - W_T) / np.linalg.norm(W_T) < 0.1
 
 
 def test_short_term_modulation_reduces_loss():
+    """Catches: the modulation alpha Vbar hbar subtracted instead of added."""
     c = Circuit.from_dict({"hidden": [10, 10], "input_width": 6, "output_width": 4, "algorithm": "bp"})
     net = MatrixNetwork(c)
     x, y = RNG.standard_normal((16, 6)), RNG.standard_normal((16, 4))
@@ -280,6 +354,7 @@ def test_short_term_modulation_reduces_loss():
 
 
 def test_divergence_names_group_and_layer():
+    """Catches: NaN weights not detected, or the message naming the wrong group/layer."""
     c = random_circuit(seed=1, divergence_limit=1e3)
     net = MatrixNetwork(c)
     net.weights["Vbar0"][0, 0] = np.nan
@@ -288,6 +363,7 @@ def test_divergence_names_group_and_layer():
 
 
 def test_weights_file_shape_errors():
+    """Catches: a weight of the wrong shape, or a missing key, accepted."""
     c = random_circuit(seed=1)
     w = MatrixNetwork(c).copy_weights()
     w["W0"] = w["W0"][:, :-1]
@@ -302,6 +378,8 @@ def test_weights_file_shape_errors():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rule", ["equations", "algorithm1"])
 def test_fused_blas_step_equals_weights_plus_updates(dtype, rule):
+    """Catches: the fused in-place BLAS step differing from weights + `updates`: its decay
+    (beta) deleted, its eta not divided by n (alpha), the batch mean."""
     c = random_circuit(rule, seed=7, dtype=dtype)
     x = RNG.standard_normal((9, c.widths[0]))
     y = RNG.standard_normal((9, c.widths[-1]))

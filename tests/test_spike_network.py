@@ -28,7 +28,7 @@ import logging
 import numpy as np
 import pytest
 
-brian2 = pytest.importorskip("brian2")
+import brian2  # a hard dependency: a missing one fails, never skips
 
 from salspike.brian import devices  # noqa: E402
 from salspike.brian.spike import (FICurve, SpikeNetwork, _replace_calibration, load_spike_models,  # noqa: E402
