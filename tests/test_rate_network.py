@@ -172,7 +172,7 @@ def test_weight_layout_roundtrip_any_synapse_order():
 
 
 def test_schedule_is_explicit_and_synchronous():
-    """Catches: the slots of `common.SCHEDULE` out of order (plasticity before the summed
+    """Catches: the slots of `assembly.SCHEDULE` out of order (plasticity before the summed
     inputs), or two objects tied on (when, order)."""
     c = random_circuit(1)
     net = RateNetwork(c)
@@ -181,7 +181,7 @@ def test_schedule_is_explicit_and_synchronous():
 
     devices.select_device("runtime")
     brian2.BrianLogger.suppress_name("unused_brian_object")  # assembled, never run here
-    with common.using_codegen_target("numpy"):  # no Cython build for code that never runs
+    with assembly.using_codegen_target("numpy"):  # no Cython build for code that never runs
         asm = _assemble(spec, {})
         rows = asm.schedule_table()
     keys = [(w, o) for _, w, o in rows]

@@ -275,13 +275,28 @@ def test_bad_out_is_a_config_error(tmp_path, digits, bad):
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
-def test_read_only_out_is_a_config_error(tmp_path, digits):
+def test_read_only_out_is_a_config_error(tmp_path, digits, monkeypatch):
+    """A folder the user cannot write: one-line ConfigError, nothing created.  Root may write in
+    read-only folders, so there the operating system's refusal (EACCES) is simulated for paths
+    under the folder, which is what a non-root user gets."""
+    import errno
+
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
+    if os.access(ro, os.W_OK):  # root: make the OS refuse writes below `ro` as it does for users
+        real_open, real_mkdir = os.open, os.mkdir
+
+        def refuse(real):
+            def wrapped(path, *args, **kwargs):
+                if str(path).startswith(str(ro) + os.sep):
+                    raise PermissionError(errno.EACCES, "Permission denied", str(path))
+                return real(path, *args, **kwargs)
+            return wrapped
+
+        monkeypatch.setattr(os, "open", refuse(real_open))
+        monkeypatch.setattr(os, "mkdir", refuse(real_mkdir))
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("this user (root?) may write in read-only folders")
         for out in (ro, ro / "sub"):
             with pytest.raises(ConfigError, match="pick another --out"):
                 train(small(), digits, out, **QUIET)
