@@ -178,21 +178,53 @@ def cmd_step(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweeps import parse_grid, run_sweep
+    from .sweeps import (SweepSpec, check_cluster, check_metrics, check_spec, describe_cluster, jobqueue_cluster,
+                         load_sweep_file, parse_grid, parse_seeds, run_sweep)
 
-    grid = parse_grid(args.grid or [])
-    seeds = [None]
-    if args.seeds:
+    spec = load_sweep_file(args.file) if args.file else SweepSpec()
+    # flags override the file
+    for name in ("model", "dataset", "data_root", "n_train", "level", "device", "epochs", "out"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(spec, name, value)
+    if args.seeds is not None:
+        spec.seeds = parse_seeds(args.seeds)
+    if args.metrics is not None:
+        spec.metrics = check_metrics(args.metrics, "--metrics")
+    if args.set:
+        spec.set = {**spec.set, **parse_overrides(args.set)}
+    if args.grid:
+        spec.grid = {**spec.grid, **parse_grid(args.grid)}  # a --grid key replaces that axis of the file
+    _refuse(args.scheduler is not None and args.workers is not None,
+            "--scheduler and --workers exclude each other (the scheduler has its own workers)")
+    if args.scheduler is not None:
+        spec.cluster = check_cluster({"kind": "scheduler", "address": args.scheduler}, "--scheduler")
+    elif args.workers is not None:
+        spec.cluster = {"kind": "serial"} if args.workers == 0 else {"kind": "local", "workers": args.workers}
+    check_spec(spec)
+    if args.print_job_script:
+        _refuse(spec.cluster["kind"] not in ("slurm", "pbs"),
+                "--print-job-script needs a [cluster] table with kind = \"slurm\" or \"pbs\" in the sweep file")
+        cluster = jobqueue_cluster(spec.cluster)
         try:
-            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-        _refuse(not seeds or min(seeds) < 0, f"--seeds {args.seeds!r}: give non-negative integers, e.g. 0,1,2")
-    model = bundled_path("model", DEFAULT_MODEL) if args.model is None else resolve("model", args.model)
-    table = run_sweep(model, args.dataset, args.out, grid=grid, seeds=seeds,
-                      base_overrides=parse_overrides(args.set), jobs=args.jobs, epochs=args.epochs,
-                      data_root=args.data_root, level=args.level)
-    print(json.dumps(table, indent=1))
+            print(cluster.job_script())
+        finally:
+            cluster.close()
+        return 0
+    _refuse(not spec.out, "no sweep folder: pass --out FOLDER or set out = \"...\" in the sweep file")
+    result = run_sweep(spec, retry_failed=args.retry_failed)
+    name = "test_accuracy" if "test_accuracy" in spec.metrics else spec.metrics[0]
+    width = max([len(r["point"]) for r in result["table"]] + [5])
+    print(f"{'point':<{width}}  done/seeds  final {name} mean +- sd (sample)")
+    for row in result["table"]:
+        m = row["metrics"].get(name) or {}
+        shown = "-" if m.get("mean") is None else (f"{m['mean']:.4f}" + (f" +- {m['std']:.4f}" if m["std"] is not None
+                                                                         else " (one seed)"))
+        failed = f"  ({row['n_failed']} failed: {', '.join(sorted(set(row['status']) - {'done'}))})" \
+            if row["n_failed"] else ""
+        print(f"{row['point']:<{width}}  {row['n_done']:>4}/{len(row['seeds']):<5}  {shown}{failed}")
+    print(f"results: {result['netcdf']} and {Path(result['netcdf']).with_name('sweep.json')} "
+          f"(ran on {describe_cluster(spec.cluster)})")
     return 0
 
 
@@ -337,18 +369,45 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing --out file")
     s.set_defaults(func=cmd_step)
 
-    w = sub.add_parser("sweep", help="grid over settings and seeds; resumable, skips finished points",
+    w = sub.add_parser("sweep", help="grid over settings and seeds on dask; resumable, skips finished points",
+                       description="Train every (grid point, seed) of a sweep file and/or flags (flags override "
+                       "the file) on a dask LocalCluster (default: one single-threaded worker per core), an existing "
+                       "scheduler (--scheduler), SLURM/PBS ([cluster] in the file) or in this process (--workers 0). "
+                       "Writes OUT/sweep.nc (netCDF: grid keys, seed, epoch) and OUT/sweep.json. See docs/sweeps.md.",
                        formatter_class=fmt)
-    common(w)
-    w.add_argument("--dataset", default="digits", help="dataset of every point")
+    w.add_argument("file", nargs="?", default=None, help="sweep TOML file (model, dataset, level, epochs, seeds, "
+                   "metrics, [set], [grid], [cluster])")
+    w.add_argument("--model", default=None, help="model file or bundled name (default: the file's, else "
+                   f"{DEFAULT_MODEL})")
+    w.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model key in every point "
+                   "(repeatable; added to the file's [set])")
+    w.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
+    w.add_argument("--dataset", default=None, help="dataset of every point (default: digits)")
     w.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    w.add_argument("--n-train", type=_positive_int("--n-train"), default=None,
+                   help="seeded random subset of this many training samples")
     w.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
-                   help="a grid axis; KEY may be eta_scale (multiplies all four rates, the paper's Fig. 5 search)")
-    w.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2,3,4 (default: the model's)")
-    w.add_argument("--level", default="matrix", choices=["matrix", "rate", "spike"], help="level of description")
+                   help="a grid axis (repeatable; replaces that key of the file's [grid]): KEY=V1,V2,... or, for "
+                   "list-valued keys, lists separated by ';': 'hidden=[100];[200,200]'. KEY may be eta_scale "
+                   "(multiplies all four rates, the paper's Fig. 5 search)")
+    w.add_argument("--seeds", default=None, help="seeds: comma-separated integers or ranges, e.g. 0,1,2 or 0-4 "
+                   "(default: the file's, else the model's seed)")
+    w.add_argument("--metrics", default=None, help="comma-separated per-epoch metrics to collect, e.g. "
+                   "test_accuracy,delta_angle (default: train/test loss and accuracy, delta_angle)")
+    w.add_argument("--level", default=None, choices=["matrix", "rate", "spike"], help="level of description "
+                   "(default: matrix)")
+    w.add_argument("--device", default=None, choices=DEVICE_CHOICES, help=device_help + " (default: rate.device)")
     w.add_argument("--epochs", type=_positive_int("--epochs"), default=None, help="epochs per point (default: model)")
-    w.add_argument("--jobs", type=_positive_int("--jobs"), default=1, help="parallel processes")
-    w.add_argument("--out", required=True, type=_nonempty("--out"), help="sweep folder")
+    w.add_argument("--workers", type=_positive_int("--workers", 0), default=None,
+                   help="LocalCluster worker processes, one thread each (default: the cores); 0 = run the points in "
+                   "this process without dask")
+    w.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on an existing dask scheduler, e.g. tcp://10.0.0.5:8786")
+    w.add_argument("--retry-failed", action="store_true", help="rerun points recorded as failed (diverged, error, "
+                   "crashed); by default they are kept as they are")
+    w.add_argument("--print-job-script", action="store_true", help="print the SLURM/PBS job script of the file's "
+                   "[cluster] and exit")
+    w.add_argument("--out", default=None, type=_nonempty("--out"), help="sweep folder (default: the file's out)")
     w.set_defaults(func=cmd_sweep)
 
     b = sub.add_parser("build", help="generate (and compile) the Brian2 code of a level", formatter_class=fmt)
@@ -420,7 +479,9 @@ def main(argv=None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print(f"salspike {args.command}: interrupted; finished epochs are saved (use --resume)", file=sys.stderr)
+        hint = ("finished points are saved: rerun the same command to continue" if args.command == "sweep"
+                else "finished epochs are saved (use --resume)")
+        print(f"salspike {args.command}: interrupted; {hint}", file=sys.stderr)
         return 130
     finally:
         console.set_quiet(False)

@@ -102,6 +102,32 @@ def _atomic_write(path, write) -> None:
     _fsync_dir(folder)
 
 
+def atomic_write_path(path, produce) -> None:
+    """Atomically create ``path`` with ``produce(tmp_path)``, for writers that need a file name (e.g. netCDF).
+
+    ``produce`` writes a temp file in the target's folder; it is fsync'ed, given mode ``0o666 & ~umask``
+    and moved over ``path`` with :func:`os.replace` (removed if ``produce`` raises).
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        produce(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
     _atomic_write(path, lambda f: f.write(data))

@@ -175,14 +175,3 @@ def test_cli_train_and_missing_dataset(tmp_path, capsys, paper_model_path):
     assert "final test accuracy" in capsys.readouterr().out
     code = main(["train", "--dataset", "mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "m")])
     assert code == 2 and "train-images-idx3-ubyte" in capsys.readouterr().err
-
-
-def test_sweep_resumes_and_skips_finished_points(tmp_path, paper_model_path):
-    args = ["sweep", "--model", str(paper_model_path), "--set", "hidden=[8]", "--grid", "eta_scale=0.5,1",
-            "--seeds", "0,1", "--epochs", "1", "--out", str(tmp_path / "s")]
-    assert main(args) == 0
-    table = json.loads((tmp_path / "s" / "sweep.json").read_text())["table"]
-    assert [row["n_seeds"] for row in table] == [2, 2]
-    stamp = (tmp_path / "s" / "eta_scale=0.5" / "seed0" / "summary.json").stat().st_mtime_ns
-    assert main(args) == 0
-    assert (tmp_path / "s" / "eta_scale=0.5" / "seed0" / "summary.json").stat().st_mtime_ns == stamp

@@ -3,10 +3,16 @@
 A standalone project is compiled once (build folders cached under ``$SALSPIKE_CACHE_DIR/brian``
 or ``./.salspike_cache/brian``, keyed by a hash of the network's structure) and rerun with new
 values through ``run_args``; `shared_runner` keeps one runner per build folder in a process.
+
+Several processes (e.g. the workers of a sweep) may share one build folder: generating and
+compiling holds an exclusive OS lock (`build_lock`, ``fcntl.flock`` on ``<build folder>.lock``),
+running the binary a shared one, and each process writes its results to its own
+``results-<pid>`` folder, so no process compiles into a folder another one compiles into or runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -21,6 +27,11 @@ from ..errors import DeviceError, ShapeError
 from ..console import note
 from . import devices
 from .assembly import NetworkAssembly, using_codegen_target
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: build folders are not locked
+    fcntl = None
 
 def cache_root() -> Path:
     """Root of cached Brian2 build folders: $SALSPIKE_CACHE_DIR/brian, else ./.salspike_cache/brian."""
@@ -37,6 +48,65 @@ def structure_hash(structure: Any) -> str:
 
 
 _ACTIVE: dict[str, Any] = {"runner": None}
+
+
+def lock_path(build_dir: str | os.PathLike) -> Path:
+    """The lock file of a build folder: ``<build folder>.lock`` next to it."""
+    build_dir = Path(build_dir)
+    return build_dir.with_name(build_dir.name + ".lock")
+
+
+class BuildLock:
+    """An OS lock (``fcntl.flock``) on :func:`lock_path` of a build folder, taken on entering.
+
+    ``shared=False`` (generate/compile): exclusive, waits for every other holder.  ``shared=True``
+    (run the binary): held together with other runners, excludes a compile.  Waiting is said once
+    on stderr.  The OS drops the lock when the process dies.  `try_exclusive` converts a shared
+    lock to an exclusive one if nobody else holds it (non-blocking), e.g. to delete shared files.
+    """
+
+    def __init__(self, build_dir: str | os.PathLike, *, shared: bool = False, what: str = "compiling"):
+        self.path, self.shared, self.what, self.fd = lock_path(build_dir), shared, what, None
+
+    def __enter__(self) -> "BuildLock":
+        if fcntl is None:  # pragma: no cover
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            note(f"waiting for another process {self.what} in {self.path.with_suffix('')} (lock {self.path})")
+            fcntl.flock(self.fd, mode)
+        except OSError:  # a file system without locks: go on unlocked, as before
+            os.close(self.fd)
+            self.fd = None
+        return self
+
+    def try_exclusive(self) -> bool:
+        """Make the lock exclusive if no other process holds it; False (lock kept shared) otherwise."""
+        if self.fd is None:
+            return fcntl is None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            try:  # the conversion may have dropped the lock first: take the shared one back
+                fcntl.flock(self.fd, fcntl.LOCK_SH)
+            except OSError:
+                pass
+            return False
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+
+
+def build_lock(build_dir: str | os.PathLike, *, shared: bool = False) -> BuildLock:
+    """The exclusive (compile) or shared (run) :class:`BuildLock` of a build folder."""
+    return BuildLock(build_dir, shared=shared, what="compiling" if not shared else "running")
 
 #: Typical compile times on a 2-core machine (s), used until this machine has measured its own.
 _TYPICAL_COMPILE_S = {"cpp_standalone": 30.0, "cuda_standalone": 300.0, "runtime": 0.0}
@@ -182,13 +252,14 @@ class BrianRunner:
         net = self.assembly.network()
         net.run(duration_ms * brian2.ms, namespace={}, profile=self.profile)
         t1 = time.perf_counter()
-        before = self.binary_mtime()
-        self.build_dir.mkdir(parents=True, exist_ok=True)
-        if compile:
-            note(f"compiling Brian2 code for {self.device} in {self.build_dir} "
-                 f"(about {compile_estimate_s(self.device, self.build_dir):.0f} s; reused when unchanged)")
-        info = devices.build(self.device, run=False, compile=compile, directory=self.build_dir)
-        after = self.binary_mtime()
+        with build_lock(self.build_dir):  # no other process generates, compiles or runs here meanwhile
+            before = self.binary_mtime()
+            self.build_dir.mkdir(parents=True, exist_ok=True)
+            if compile:
+                note(f"compiling Brian2 code for {self.device} in {self.build_dir} "
+                     f"(about {compile_estimate_s(self.device, self.build_dir):.0f} s; reused when unchanged)")
+            info = devices.build(self.device, run=False, compile=compile, directory=self.build_dir)
+            after = self.binary_mtime()
         if compile and after != before:
             self.n_compiles += 1
             _record_compile_time(self.device, info.timings.get("total", 0.0))
@@ -223,14 +294,18 @@ class BrianRunner:
         run_args = self._run_args(values)
         dev = brian2.get_device()
         t0 = time.perf_counter()
-        try:
-            dev.run(directory=str(self.build_dir), with_output=False, run_args=run_args)
-        except Exception as err:
-            out = self.build_dir / "results" / "stdout.txt"
-            tail = out.read_text(errors="replace")[-3000:] if out.exists() else ""
-            raise DeviceError(f"{self.device} run failed in {self.build_dir}: {err}\n{tail}") from err
-        finally:
-            self._remove_run_arg_files(dev)
+        results = f"results-{os.getpid()}"  # this process's own results: other processes may run this binary
+        with build_lock(self.build_dir, shared=True) as lock:
+            try:
+                dev.run(directory=str(self.build_dir), results_directory=results, with_output=False,
+                        run_args=run_args)
+            except Exception as err:
+                out = self.build_dir / results / "stdout.txt"
+                tail = out.read_text(errors="replace")[-3000:] if out.exists() else ""
+                raise DeviceError(f"{self.device} run failed in {self.build_dir}: {err}\n{tail}") from err
+            finally:
+                if lock.try_exclusive():  # the value files may be shared by runs of other processes
+                    self._remove_run_arg_files(dev)
         self.timings["run_s"] = time.perf_counter() - t0
         self.timings["binary_s"] = float(getattr(dev, "timers", {}).get("run_binary") or 0.0)
         return collect(self.assembly)
