@@ -183,7 +183,10 @@ def load_npz(path) -> dict[str, np.ndarray]:
 
 def _git(*args: str) -> str | None:
     try:
-        r = subprocess.run(["git", "-C", _HERE, *args], capture_output=True, text=True, timeout=10)
+        # --no-optional-locks: `git status` must not take the index lock, or a run killed during
+        # provenance would leave a stale .git/index.lock in the user's checkout
+        r = subprocess.run(["git", "--no-optional-locks", "-C", _HERE, *args], capture_output=True, text=True,
+                           timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return r.stdout.strip() if r.returncode == 0 else None
