@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .circuit import GROUPS, Circuit, algorithm_plan, init_weights, read_toml_file
+from .circuit.schema import did_you_mean
 from .errors import ConfigError
 
 __all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_protocol", "pairing_window"]
@@ -59,10 +60,7 @@ def load_protocol(path: str | Path) -> dict[str, Any]:
     out = {}
     for key, value in data.items():
         if key not in PROTOCOL_SCHEMA:
-            import difflib
-
-            close = difflib.get_close_matches(key, list(PROTOCOL_SCHEMA), n=2)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(key, PROTOCOL_SCHEMA)
             raise ConfigError(f"{src}: unknown key '{key}'.{hint} Allowed keys: {', '.join(PROTOCOL_SCHEMA)}")
         types, _, doc = PROTOCOL_SCHEMA[key]
         types = types if isinstance(types, tuple) else (types,)

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from salspike.circuit.schema import flatten_tables
 from salspike.errors import ConfigError
 
 try:
@@ -249,17 +250,6 @@ def provenance(extra: dict | None = None) -> dict:
 _ABSENT = object()
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    """Nested dicts as one dict with dotted keys (lists kept whole, empty dicts dropped)."""
-    flat = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
 def config_differences(saved: dict, requested: dict, ignore=()) -> list[str]:
     """``"key old -> new"`` for every dotted key whose value differs between two configs.
 
@@ -267,8 +257,8 @@ def config_differences(saved: dict, requested: dict, ignore=()) -> list[str]:
     ``(absent)``.  Keys equal to or under an entry of ``ignore`` are skipped, and so are
     top-level sections the saved config lacks (written by an older salspike).
     """
-    old = _flatten(saved)
-    new = _flatten(json.loads(dumps_json(requested, None)))
+    old = flatten_tables(saved)
+    new = flatten_tables(json.loads(dumps_json(requested, None)))
     skip = tuple(ignore)
 
     def show(flat, key):

@@ -25,7 +25,6 @@ their ratio and tunes the overall factor (Sec. 2.1, Fig. 5).  See docs/sweeps.md
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import itertools
 import json
@@ -34,14 +33,15 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from .circuit import GROUPS, SCHEMA, Circuit, parse_value, read_toml_file
+from .circuit.schema import did_you_mean, flatten_tables
 from .console import note, progress
 from .errors import ConfigError, DivergenceError
-from .resources import bundled_path, resolve
+from .resources import resolve
 from .results import RunDir, atomic_write_json, atomic_write_path, dumps_json, provenance
 
 DEFAULT_MODEL = "paper_mlp"
@@ -105,23 +105,6 @@ class SweepSpec:
     base_dir: str = "."
 
 
-def _did_you_mean(key: str, known) -> str:
-    """The hint " Did you mean X?" for the closest known names (empty when none is close)."""
-    close = difflib.get_close_matches(key, list(known), n=3)
-    return f" Did you mean {', '.join(close)}?" if close else ""
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    """Nested TOML tables as one dict with dotted keys."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _positive_int(value, what: str, source: str, minimum: int = 1) -> int:
     """``value`` if it is an integer >= ``minimum``, else a ConfigError naming ``source``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -134,7 +117,7 @@ def check_grid_key(key: str, source: str) -> None:
     if key == "seed":
         raise ConfigError(f"{source}: grid key 'seed': give the seeds with seeds = [...] (--seeds), not in the grid")
     if key not in SCHEMA and key not in EXTRA_GRID_KEYS:
-        raise ConfigError(f"{source}: unknown grid key '{key}'.{_did_you_mean(key, [*SCHEMA, *EXTRA_GRID_KEYS])} "
+        raise ConfigError(f"{source}: unknown grid key '{key}'.{did_you_mean(key, [*SCHEMA, *EXTRA_GRID_KEYS])} "
                           "Grid keys are model keys (`salspike model show`) or eta_scale")
 
 
@@ -177,7 +160,7 @@ def check_metrics(metrics, source: str) -> list[str]:
     known = (*EPOCH_METRICS, *LAYER_METRICS)
     for m in metrics:
         if m not in known:
-            raise ConfigError(f"{source}: unknown metric {m!r}.{_did_you_mean(str(m), known)} "
+            raise ConfigError(f"{source}: unknown metric {m!r}.{did_you_mean(str(m), known)} "
                               f"Known: {', '.join(known)}")
     return list(dict.fromkeys(metrics))
 
@@ -188,7 +171,7 @@ def check_cluster(cluster: dict, source: str) -> dict:
         raise ConfigError(f"{source}: [cluster] must be a table, got {cluster!r}")
     for key in cluster:
         if key not in CLUSTER_KEYS:
-            raise ConfigError(f"{source}: unknown key 'cluster.{key}'.{_did_you_mean(key, CLUSTER_KEYS)} "
+            raise ConfigError(f"{source}: unknown key 'cluster.{key}'.{did_you_mean(key, CLUSTER_KEYS)} "
                               f"[cluster] keys: {', '.join(CLUSTER_KEYS)}")
     cluster = dict(cluster)
     kind = cluster.setdefault("kind", "scheduler" if "address" in cluster else "local")
@@ -222,7 +205,7 @@ def load_sweep_file(path) -> SweepSpec:
         if key not in SWEEP_KEYS:
             hint = (" Model keys go under [set] (every point) or [grid] (an axis)."
                     if key in SCHEMA or key.split(".")[0] in {k.split(".")[0] for k in SCHEMA} else "")
-            raise ConfigError(f"{src}: unknown key '{key}'.{_did_you_mean(key, SWEEP_KEYS)}{hint} "
+            raise ConfigError(f"{src}: unknown key '{key}'.{did_you_mean(key, SWEEP_KEYS)}{hint} "
                               f"Sweep-file keys: {', '.join(SWEEP_KEYS)}")
     for key in ("model", "dataset", "data_root", "level", "device", "out"):
         if key in data:
@@ -239,15 +222,15 @@ def load_sweep_file(path) -> SweepSpec:
     if "set" in data:
         if not isinstance(data["set"], dict):
             raise ConfigError(f"{src}: 'set' must be a table of model keys ([set])")
-        spec.set = _flat(data["set"])
+        spec.set = flatten_tables(data["set"])
         for key in spec.set:
             if key not in SCHEMA:
-                raise ConfigError(f"{src}: unknown key 'set.{key}'.{_did_you_mean(key, SCHEMA)} "
+                raise ConfigError(f"{src}: unknown key 'set.{key}'.{did_you_mean(key, SCHEMA)} "
                                   "`salspike model show` lists every model key")
     if "grid" in data:
         if not isinstance(data["grid"], dict):
             raise ConfigError(f"{src}: 'grid' must be a table KEY = [values] ([grid])")
-        grid = _flat(data["grid"])
+        grid = flatten_tables(data["grid"])
         for key, values in grid.items():
             check_grid_key(key, src)
             check_grid_values(key, values, f"{src}: [grid]")
@@ -264,7 +247,7 @@ def check_spec(spec: SweepSpec) -> SweepSpec:
 
     name = str(spec.dataset).lower().replace("-", "_")
     if name not in DATASETS:
-        raise ConfigError(f"{spec.source}: dataset {spec.dataset!r} is unknown.{_did_you_mean(name, DATASETS)} "
+        raise ConfigError(f"{spec.source}: dataset {spec.dataset!r} is unknown.{did_you_mean(name, DATASETS)} "
                           f"Datasets: {', '.join(DATASETS)}")
     if name in ("digits", "teacher_student") and spec.data_root is not None:
         raise ConfigError(f"{spec.source}: dataset {spec.dataset!r} is built in and reads no files: drop data_root")

@@ -12,7 +12,6 @@ running the binary a shared one, and each process writes its results to its own
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import hashlib
 import json

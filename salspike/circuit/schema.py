@@ -126,12 +126,14 @@ def describe(circuit: "Circuit") -> list[tuple[str, Any, Any, str, str]]:
     return rows
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten_tables(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested TOML tables as one dict with dotted keys ({"eta": {"W": 1}} -> {"eta.W": 1});
+    lists are kept whole."""
     out = {}
     for key, value in d.items():
         full = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, full + "."))
+            out.update(flatten_tables(value, full + "."))
         else:
             out[full] = value
     return out
@@ -155,10 +157,12 @@ def _check_type(key: str, value: Any, source: str) -> Any:
     return value
 
 
-def _suggest(key: str) -> str:
+def did_you_mean(key: str, known=None) -> str:
+    """The hint " Did you mean X, Y?" for the closest of ``known`` names (default: the model
+    keys); empty when none is close."""
     import difflib
 
-    close = difflib.get_close_matches(key, list(SCHEMA), n=3)
+    close = difflib.get_close_matches(key, list(SCHEMA if known is None else known), n=3)
     return f" Did you mean {', '.join(close)}?" if close else ""
 
 
@@ -192,11 +196,11 @@ class Circuit:
     # ----- construction -------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "Circuit":
-        flat = _flatten(data)
+        flat = flatten_tables(data)
         params = {k: copy.deepcopy(v[2]) for k, v in SCHEMA.items()}
         for key, value in flat.items():
             if key not in SCHEMA:
-                raise ConfigError(f"{source}: unknown key '{key}'.{_suggest(key)} "
+                raise ConfigError(f"{source}: unknown key '{key}'.{did_you_mean(key)} "
                                   "`salspike model show` lists every key")
             params[key] = _check_type(key, value, source)
         return cls._validated(params, source)
@@ -211,7 +215,7 @@ class Circuit:
         params = dict(self.params)
         for key, value in overrides.items():
             if key not in SCHEMA:
-                raise ConfigError(f"{source}: unknown key '{key}'.{_suggest(key)} "
+                raise ConfigError(f"{source}: unknown key '{key}'.{did_you_mean(key)} "
                                   "`salspike model show` lists every key")
             params[key] = _check_type(key, value, source)
         return self._validated(params, f"{self.source} with {source}")
