@@ -74,41 +74,11 @@ def _umask() -> int:
     return old
 
 
-def _atomic_write(path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then replace ``path``.
-
-    The file gets mode ``0o666 & ~umask`` (mkstemp's 0600 would hide it from collaborators).
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), mode)
-            else:  # pragma: no cover - Windows
-                os.chmod(tmp, mode)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)
-
-
 def atomic_write_path(path, produce) -> None:
-    """Atomically create ``path`` with ``produce(tmp_path)``, for writers that need a file name (e.g. netCDF).
-
-    ``produce`` writes a temp file in the target's folder; it is fsync'ed, given mode ``0o666 & ~umask``
-    and moved over ``path`` with :func:`os.replace` (removed if ``produce`` raises).
-    """
+    """Atomically create ``path`` with ``produce(tmp_path)``: a temp file in the target's folder,
+    fsync'ed, given mode ``0o666 & ~umask`` (mkstemp's 0600 would hide it from collaborators) and
+    moved over ``path`` with :func:`os.replace`; removed if ``produce`` raises.  Readers see the
+    old file or the new one, never half of one.  Writers that need a file name (netCDF) call this."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -127,6 +97,16 @@ def atomic_write_path(path, produce) -> None:
             pass
         raise
     _fsync_dir(folder)
+
+
+def _atomic_write(path, write) -> None:
+    """Call ``write(fileobj)`` on a temp file next to ``path``, then replace ``path`` (see
+    `atomic_write_path`)."""
+    def produce(tmp):
+        with open(tmp, "wb") as f:
+            write(f)
+
+    atomic_write_path(path, produce)
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
