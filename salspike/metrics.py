@@ -59,14 +59,20 @@ def _n_layers(weights: dict) -> int:
     return K
 
 
-def layer_metrics(weights: dict, activities: dict, upstream: str = "relu") -> list[dict]:
+def layer_metrics(weights: dict, activities: dict, upstream: str = "relu", initial: dict | None = None) -> list[dict]:
     """Per weight layer k = 0..K-1 from weights and the activities of a probe batch:
     - delta_angle: angle(Vbar^k hbar^{k+1}, BP delta^{k+1}) (the W-update signal vs backprop),
     - dW_angle: angle(dW_SAL, dW_SGD) of the signal parts (no decay),
-    - H_min_eig: smallest eigenvalue of H = Vbar^k (Vbar^k)^T (Theorem 1; 1 at the output),
-    - lemma1_distance: |Vbar^{k-1} - (V^k)^T|_F / |V^k|_F (Lemma 1, k >= 1),
+    - H_min_eig, H_cond: smallest eigenvalue and condition number (largest / smallest eigenvalue)
+      of H = Vbar^k (Vbar^k)^T (Theorem 1 needs H positive definite; both 1 at the output),
+    - lemma1_distance: |Vbar^{k-1} - (V^k)^T|_F / |V^k|_F (Lemma 1, k >= 1), and
+      lemma1_normalised: the same divided by its value for independent random V, Vbar of the
+      default init, sqrt(1 + d_k / dbar_k) (|Vbar^{k-1}|_F^2 ~ d_k, |V^k|_F^2 ~ dbar_k), so 1 means
+      "no more aligned than at random initialisation" and 0 means Lemma 1 holds exactly,
     - Wbar_WT_angle: angle(Wbar^k, (W^k)^T) where shapes match,
-    - erank_WWT, erank_H: effective ranks of W^k W^k^T and H."""
+    - erank_WWT, erank_H: effective ranks of W^k W^k^T and H,
+    - with ``initial`` weights: rel_change_<group>: |w - w_initial|_F / |w_initial|_F of the
+      group's weight of this layer (how far each group moved from its start)."""
     K = _n_layers(weights)
     f64 = lambda a: np.asarray(a, dtype=np.float64)
     h = [f64(activities[f"h{k}"]) for k in range(K + 1)]
@@ -79,11 +85,13 @@ def layer_metrics(weights: dict, activities: dict, upstream: str = "relu") -> li
         signal = hbar[k + 1] if Vb is None else hbar[k + 1] @ Vb.T
         H = np.eye(signal.shape[1]) if Vb is None else Vb @ Vb.T
         W = f64(weights[f"W{k}"])
+        eig = np.linalg.eigvalsh(H)
         rec = {
             "layer": k,
             "delta_angle": angle(signal, delta[k + 1]),
             "dW_angle": angle(outer_mean(signal, h[k]), outer_mean(delta[k + 1], h[k])),
-            "H_min_eig": float(np.linalg.eigvalsh(H)[0]),
+            "H_min_eig": float(eig[0]),
+            "H_cond": float(eig[-1] / eig[0]) if eig[0] > 0 else float("inf"),
             "erank_WWT": effective_rank(W @ W.T),
             "erank_H": effective_rank(H),
         }
@@ -91,9 +99,18 @@ def layer_metrics(weights: dict, activities: dict, upstream: str = "relu") -> li
             V = f64(weights[f"V{k}"])
             rec["lemma1_distance"] = float(np.linalg.norm(f64(weights[f"Vbar{k - 1}"]) - V.T)
                                            / max(np.linalg.norm(V), 1e-300))
+            d_k, dbar_k = V.shape[1], V.shape[0]
+            rec["lemma1_normalised"] = rec["lemma1_distance"] / float(np.sqrt(1.0 + d_k / dbar_k))
             Wbar = weights.get(f"Wbar{k}")
             if Wbar is not None and Wbar.shape == W.T.shape:
                 rec["Wbar_WT_angle"] = angle(Wbar, W.T)
+        if initial is not None:
+            for group in ("W", "Wbar", "V", "Vbar"):
+                name = f"{group}{k}"
+                if name in weights and name in initial:
+                    w0 = f64(initial[name])
+                    rec[f"rel_change_{group}"] = float(np.linalg.norm(f64(weights[name]) - w0)
+                                                       / max(np.linalg.norm(w0), 1e-300))
         out.append(rec)
     return out
 

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from .circuit import Circuit
+from .circuit import Circuit, init_weights
 from .datasets import Dataset
 from .console import progress as _progress_bar
 from .errors import ConfigError, DivergenceError
@@ -30,7 +30,7 @@ def _predict_all(level: Level, x: np.ndarray, batch: int = 2048) -> np.ndarray:
     return np.concatenate([level.predict(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
 
 
-def epoch_metrics(level: Level, data: Dataset, probe: int) -> dict:
+def epoch_metrics(level: Level, data: Dataset, probe: int, initial: dict | None = None) -> dict:
     """Loss and accuracy on both splits, and the per-layer alignment metrics on a probe batch,
     all from the level's own outputs and activities (plain arrays, `salspike.metrics`)."""
     loss = level.circuit["loss"]
@@ -40,7 +40,7 @@ def epoch_metrics(level: Level, data: Dataset, probe: int) -> dict:
     acts = level.activities(data.x_train[:n], data.y_train[:n])
     return {"train_loss": train["loss"], "train_accuracy": train["accuracy"],
             "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-            "layers": layer_metrics(level.weights, acts, level.circuit["upstream_nonlinearity"])}
+            "layers": layer_metrics(level.weights, acts, level.circuit["upstream_nonlinearity"], initial)}
 
 
 # Multiply-adds of the largest matrix product in one training step (batch x weight size) from
@@ -123,6 +123,8 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
             run.check_resume(config, epochs_done=start_epoch, force=force,
                              ignore=("source", "model.training.epochs"))
     lvl = make_level(level, circuit, weights, **(level_options or {}))
+    # the run's starting weights (a resumed run started from the seed's), for the drift metrics
+    initial = {k: np.array(v, copy=True) for k, v in lvl.weights.items()} if weights is None else init_weights(circuit)
     if run is not None:
         try:
             run.write_json(run.CONFIG, config)
@@ -151,7 +153,7 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
                 lvl.check_health(f" at epoch {epoch + 1}, step {step_i + 1}")
                 bar.update()
             t1 = time.perf_counter()
-            record = {"epoch": epoch + 1, **epoch_metrics(lvl, data, circuit["training.eval_batch"]),
+            record = {"epoch": epoch + 1, **epoch_metrics(lvl, data, circuit["training.eval_batch"], initial),
                       "epoch_s": t1 - t0}
             timings["train_s"] += t1 - t0
             timings["eval_s"] += time.perf_counter() - t1
@@ -179,7 +181,7 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
     finally:
         bar.close()
     try:
-        final = history[-1] if history else epoch_metrics(lvl, data, circuit["training.eval_batch"])
+        final = history[-1] if history else epoch_metrics(lvl, data, circuit["training.eval_batch"], initial)
     finally:
         lvl.close()
     summary = {"final_test_accuracy": final["test_accuracy"], "final_train_accuracy": final["train_accuracy"],

@@ -391,3 +391,33 @@ def test_fused_blas_step_equals_weights_plus_updates(dtype, rule):
     for name in a.weights:
         assert a.weights[name].dtype == np.dtype(dtype)
         np.testing.assert_allclose(a.weights[name], b.weights[name], rtol=tol, atol=tol, err_msg=name)
+
+
+def test_drift_and_normalised_lemma1_metrics():
+    """lemma1_normalised is ~1 for independent random V, Vbar (its baseline sqrt(1 + d/dbar)) and 0
+    when Vbar^{k-1} = (V^k)^T; rel_change is 0 for unchanged weights and |dw|/|w0| otherwise;
+    H_cond is 1 for an orthogonal Vbar.  Catches: the baseline's d/dbar inverted (the wide-downstream
+    circuit here would give ~0.6 or ~1.6 instead of ~1), or rel_change measured against the wrong start."""
+    from salspike.circuit import init_weights
+    from salspike.metrics import layer_metrics
+
+    c = Circuit.from_dict({"hidden": [300, 300], "input_width": 50, "output_width": 10,
+                           "downstream_widths": [900, 900], "seed": 3})
+    w = init_weights(c)
+    rng = np.random.default_rng(0)
+    acts = {f"h{k}": rng.standard_normal((4, d)) for k, d in enumerate(c.widths)}
+    acts.update({f"hbar{k}": rng.standard_normal((4, c.downstream_widths[k])) for k in range(1, c.n_layers + 1)})
+    m = layer_metrics(w, acts, "relu", initial=w)
+    assert abs(m[1]["lemma1_normalised"] - 1.0) < 0.03
+    assert m[1]["rel_change_W"] == 0.0 and m[1]["rel_change_V"] == 0.0
+    aligned = dict(w, Vbar0=w["V1"].T.copy())
+    assert layer_metrics(aligned, acts, "relu")[1]["lemma1_normalised"] == 0.0
+    moved = dict(w, W1=2.0 * w["W1"])
+    assert abs(layer_metrics(moved, acts, "relu", initial=w)[1]["rel_change_W"] - 1.0) < 1e-12
+    q, _ = np.linalg.qr(rng.standard_normal((300, 300)))
+    c2 = Circuit.from_dict({"hidden": [300, 300], "input_width": 50, "output_width": 10, "seed": 3})
+    w2 = init_weights(c2)
+    w2["Vbar0"] = q
+    acts2 = {f"h{k}": rng.standard_normal((4, d)) for k, d in enumerate(c2.widths)}
+    acts2.update({f"hbar{k}": rng.standard_normal((4, c2.downstream_widths[k])) for k in range(1, c2.n_layers + 1)})
+    assert abs(layer_metrics(w2, acts2, "relu")[0]["H_cond"] - 1.0) < 1e-9
