@@ -44,7 +44,8 @@ def summaries(out: Path) -> dict:
 
 
 def open_nc(path):
-    xr = pytest.importorskip("xarray")
+    import xarray as xr  # a hard dependency: a missing one fails, never skips
+
     return xr.open_dataset(path, engine="h5netcdf").load()
 
 
@@ -198,7 +199,7 @@ def test_bad_flags_are_one_line_errors(tmp_path, monkeypatch, capsys, argv, need
 
 
 def test_jobqueue_job_script(tmp_path, capsys):
-    pytest.importorskip("dask_jobqueue")
+    import dask_jobqueue  # noqa: F401  (a hard dependency: a missing one fails, never skips)
     from salspike.sweeps import jobqueue_cluster
 
     f = tmp_path / "slurm.toml"
