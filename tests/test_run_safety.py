@@ -15,7 +15,6 @@ import pytest
 
 from salspike.circuit import Circuit
 from salspike.cli import main
-from salspike.datasets import load_dataset
 from salspike.errors import ConfigError, DivergenceError
 from salspike.results import RunDir, atomic_save_npz, atomic_write_text
 from salspike.training import train
@@ -25,9 +24,7 @@ MODEL = os.path.join(ROOT, "models", "paper_mlp.toml")
 QUIET = {"log": lambda *a: None}
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
+# `digits` is a fixture of conftest.py.
 
 
 def small(**over):
