@@ -126,22 +126,32 @@ class RateLevel(BrianLevel):
 
 @register_level("spike")
 class SpikeLevel(BrianLevel):
-    """Brian2 spiking neurons with spike-driven plasticity (open loop in its mean drive)."""
+    """The closed-loop Brian2 spiking network: activities, errors and plasticity carried by spikes.
 
-    OPTIONS = _BRIAN_OPTIONS + ("repeats", "seed")
-    STEP_MODE = "spike: one update per row (trial), each from spike.repeats plasticity windows; no batch mean"
-    #: its activities are the rate fixed point (open loop): apical silencing cannot act on them
-    UNSUPPORTED_HOOKS = ("silence_apical",)
+    `predict` and `activities` run the network without plasticity and read every population
+    from its spike counts in each trial's window (``spike.t_window`` after ``spike.t_settle``)."""
 
-    def lesion(self, group: str, fraction: float | None = None, pairs=None, seed: int = 0) -> list[str]:
-        """Whole groups only at this level (the open-loop settling has no per-synapse mask)."""
-        if fraction is not None or pairs is not None:
-            raise ConfigError("the spike level lesions whole synapse groups only (no fraction or pairs) until it "
-                              "is closed-loop; run partial lesions at the matrix or rate level")
-        return super().lesion(group, seed=seed)
+    OPTIONS = _BRIAN_OPTIONS + ("seed", "trials_per_run")
+    STEP_MODE = ("spike: one update per row (trial), consolidated at the trial's end from the tags of its "
+                 "spike.t_window; no batch mean")
+    READOUT = "output ON - OFF spike counts in each trial's window, divided by spike.rate_scale x spike.t_window"
 
     @staticmethod
     def _network_class():
         from ..brian.spike import SpikeNetwork
 
         return SpikeNetwork
+
+    def predict(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return self.network.readout(x)[f"h{self.circuit.n_layers}"]
+
+    def activities(self, x, y) -> dict[str, np.ndarray]:
+        x, y = self._check_trials(x, y)
+        return self.network.readout(x, y)
+
+    def readout_info(self) -> dict:
+        """What a spike-level accuracy is computed from (for summary.json)."""
+        c = self.circuit
+        return {"level": "spike", "what": self.READOUT, "t_settle_ms": c["spike.t_settle"],
+                "t_window_ms": c["spike.t_window"], "rate_scale_hz_per_unit": c["spike.rate_scale"]}
