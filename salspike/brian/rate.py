@@ -210,6 +210,10 @@ class RateNetwork(BrianWeights):
         if plan.wbar_mode == "mirror":
             raise ConfigError(f"{circuit.source}: algorithm 'wm' (weight mirroring) needs a separate noise-driven "
                               "mirror phase that the rate level does not implement; use the matrix level, or 'kp'.")
+        if circuit["spike.matched_transfer"] != "relu":
+            raise ConfigError(f"{circuit.source}: spike.matched_transfer = {circuit['spike.matched_transfer']!r} "
+                              "(the spike level's rate model) is implemented at the matrix level only; run it "
+                              "with --level matrix, or set spike.matched_transfer = \"relu\"")
         if circuit["loss"] not in self.models.losses:
             raise ConfigError(f"{circuit.source}: loss {circuit['loss']!r} has no error-module model in "
                               f"{self.models.source} (have {sorted(self.models.losses)})")

@@ -52,3 +52,48 @@ def outer_mean(post: np.ndarray, pre: np.ndarray, scale: float = 1.0) -> np.ndar
     out = post.T @ pre
     out *= scale / post.shape[0]
     return out
+
+
+# --------------------------------------------------------------------------- the spike level's rate model
+
+
+def shot_noise_variance(W: np.ndarray, a_pre: np.ndarray, rate_scale_hz: float, tau_s_ms: float) -> np.ndarray:
+    """Variance of an LNP neuron's filtered input current in activity units (Campbell's theorem):
+    sigma_i^2 = sum_j W_ij^2 |a_j| / (2 s tau_s), for presynaptic Poisson trains of rate s |a_j|
+    (an ON/OFF pair fires at s |a_j| in all), each spike adding W_ij / (s tau_s) to a current
+    that decays with tau_s.  ``a_pre``: (n, d_pre) -> (n, d_post)."""
+    return np.abs(a_pre) @ (np.asarray(W) ** 2).T / (2.0 * rate_scale_hz * tau_s_ms * 1e-3)
+
+
+def input_variance(W: np.ndarray, a_pre: np.ndarray, rate_scale_hz: float, tau_s_ms: float,
+                   var_pre: np.ndarray | None = None) -> np.ndarray:
+    """Variance of an LNP neuron's input current: the shot noise of its presynaptic spikes
+    (`shot_noise_variance`) plus, in linear response, the presynaptic intensity fluctuations
+    ``var_pre`` (variance of a_j(t), correlation time tau_s), halved by the tau_s filter:
+    sigma_i^2 = sum_j W_ij^2 (|a_j| / (2 s tau_s) + var_pre_j / 2).  Cross-covariances of the
+    presynaptic neurons (common input) are left out (mean-field)."""
+    var = shot_noise_variance(W, a_pre, rate_scale_hz, tau_s_ms)
+    if var_pre is not None:
+        var = var + 0.5 * (np.asarray(var_pre) @ (np.asarray(W) ** 2).T)
+    return var
+
+
+def lnp_rate(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Mean of [I]_+ for Gaussian I ~ N(mu, sigma^2): mu Phi(mu/sigma) + sigma phi(mu/sigma)
+    (ReLU of mu where sigma = 0): the mean activity of an LNP neuron with rectified intensity."""
+    from scipy.special import ndtr
+
+    mu, sigma = np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float)
+    safe = np.where(sigma > 0, sigma, 1.0)
+    z = mu / safe
+    out = mu * ndtr(z) + sigma * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    return np.where(sigma > 0, out, np.maximum(mu, 0.0))
+
+
+def positive_probability(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """P(I > 0) = Phi(mu/sigma) for I ~ N(mu, sigma^2) (1[mu > 0] where sigma = 0): the mean of
+    the gate 1[V h > 0] of D_d = relu_jacobian at the spike level."""
+    from scipy.special import ndtr
+
+    mu, sigma = np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float)
+    return np.where(sigma > 0, ndtr(mu / np.where(sigma > 0, sigma, 1.0)), (mu > 0).astype(float))

@@ -85,16 +85,23 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
                         "one update at the end of the window, or plasticity ODEs over the window"),
     "rate.device": (str, ("runtime", "cpp_standalone", "cuda_standalone"), "runtime", "Brian2 device"),
     # spike level
-    "spike.tier": (str, ("poisson", "two_compartment"), "poisson", "neuron tier of the spiking level"),
-    "spike.baseline_rate": (_F, None, 50.0, "Hz, baseline rate that carries the zero of a signed quantity"),
-    "spike.rate_scale": (_F, None, 20.0, "Hz per unit of activity"),
-    "spike.t_window": (_F, None, 1000.0, "ms, length of one plasticity window (a trial has spike.repeats of them)"),
-    "spike.tau_trace": (_F, None, 20.0, "ms, time constant of the plasticity traces"),
-    "spike.dt": (_F, None, 0.1, "ms, integration step of the spiking network"),
-    "spike.t_warmup": (_F, None, 200.0, "ms, spiking before each row's plasticity window (traces and "
-                       "adaptation reach their stationary state; no plasticity)"),
-    "spike.repeats": (int, None, 20, "plasticity windows per trial (input row), run back to back and averaged"),
-    "spike.calibration": ((list, type(None)), None, None, "two_compartment transfer function (set by `salspike calibrate`)"),
+    "spike.tier": (str, ("poisson", "two_compartment"), "poisson",
+                   "neuron tier of the closed-loop spiking level: poisson = linear-nonlinear-Poisson "
+                   "(two_compartment is not closed-loop yet and is refused)"),
+    "spike.rate_scale": (_F, None, 20.0, "Hz per unit of activity (s: a neuron at r Hz carries a = r / s)"),
+    "spike.tau_s": (_F, None, 20.0, "ms, time constant of the synaptic currents (LNP input filter)"),
+    "spike.tau_readout": (_F, None, 20.0, "ms, time constant of the error module's trace of the output spikes"),
+    "spike.tau_trace": (_F, None, 20.0, "ms, time constant of the spike traces read by the hebbian V and Vbar rules"),
+    "spike.t_settle": (_F, None, 250.0, "ms, settling time at the start of each trial (no plasticity, no read-out)"),
+    "spike.t_window": (_F, None, 500.0, "ms, plasticity and read-out window after the settling time"),
+    "spike.delay": (_F, None, 0.0, "ms, synaptic delay of every synapse (0: effect in the same step)"),
+    "spike.dt": (_F, None, 0.25, "ms, integration step of the spiking network"),
+    "spike.matched_transfer": (str, ("relu", "lnp"), "relu",
+                               "matrix level: hidden transfer ReLU (paper) or the mean rate of the spike "
+                               "level's LNP neurons, mu Phi(mu/sigma) + sigma phi(mu/sigma) (docs/spike_network.md)"),
+    "spike.matched_count_noise": (bool, None, False,
+                                  "matrix level with matched_transfer = lnp: add to every activity the "
+                                  "spike-count noise of the spike level's window (variance |a| / (s T))"),
 }
 
 _TABLES = sorted({k.split(".")[0] for k in SCHEMA if "." in k})
@@ -258,13 +265,19 @@ class Circuit:
         for key in ("gamma", "eta.W", "eta.Wbar", "eta.V", "eta.Vbar", "wm.noise_std"):
             if params[key] < 0:
                 raise ConfigError(f"{source}: '{key}' must be >= 0, got {params[key]}")
-        for key in ("training.batch_size", "training.epochs", "wm.batch", "spike.repeats"):
+        for key in ("training.batch_size", "training.epochs", "wm.batch"):
             if params[key] <= 0:
                 raise ConfigError(f"{source}: '{key}' must be positive, got {params[key]}")
         for key in ("rate.tau_up", "rate.tau_down", "rate.dt", "rate.t_forward", "rate.t_feedback",
-                    "rate.t_plasticity", "spike.t_window", "spike.tau_trace"):
+                    "rate.t_plasticity", "spike.t_window", "spike.tau_trace", "spike.tau_s",
+                    "spike.tau_readout", "spike.dt"):
             if params[key] <= 0:
                 raise ConfigError(f"{source}: '{key}' must be > 0 ms, got {params[key]}")
+        for key in ("spike.t_settle", "spike.delay"):
+            if params[key] < 0:
+                raise ConfigError(f"{source}: '{key}' must be >= 0 ms, got {params[key]}")
+        if params["spike.rate_scale"] <= 0:
+            raise ConfigError(f"{source}: 'spike.rate_scale' must be > 0 Hz per unit, got {params['spike.rate_scale']}")
         needs_square = params["algorithm"] != "sal"
         circuit = cls(params=params, source=source)
         if needs_square and circuit._dbar_hidden() != list(hidden):

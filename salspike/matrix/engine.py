@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from ..circuit import Circuit, Hooks, algorithm_plan, check_weights, circuit_layout, group_of, init_weights
-from ..circuit.functions import error_signal, relu
+from ..circuit.functions import error_signal, input_variance, lnp_rate, positive_probability, relu
 from ..errors import DivergenceError, ShapeError
 from . import rules
 
@@ -80,7 +80,18 @@ class MatrixNetwork:
         return np.asarray(x, dtype=self.circuit.dtype)
 
     def _hooked(self) -> bool:
-        return bool(self.hooks.stim or self.hooks.clamps or self.hooks.lesions or self.hooks.apical_silenced)
+        """True when the general (slower) pass is needed: hooks, or the spike level's rate model."""
+        return bool(self.hooks.stim or self.hooks.clamps or self.hooks.lesions or self.hooks.apical_silenced
+                    or self.matched)
+
+    @property
+    def matched(self) -> bool:
+        """The spike level's matched rate model (``spike.matched_transfer = "lnp"``) is in use."""
+        return self.circuit["spike.matched_transfer"] == "lnp"
+
+    def _sigma(self, W: np.ndarray, a_pre: np.ndarray, var_pre: np.ndarray | None = None) -> np.ndarray:
+        c = self.circuit
+        return np.sqrt(input_variance(W, a_pre, c["spike.rate_scale"], c["spike.tau_s"], var_pre))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The output h^K of the upstream pass (Eq. 1), with the hooks that act on it."""
@@ -119,12 +130,24 @@ class MatrixNetwork:
         return None if w is None else self.hooks.effective(name, w)
 
     def _hooked_upstream(self, x):
-        relu_hidden = self.circuit["upstream_nonlinearity"] == "relu"
+        """Eq. 1 with hooks; with the matched rate model, hidden layers are the LNP mean rate
+        with the input variance of `input_variance` (shot noise plus the presynaptic intensity
+        fluctuations in linear response, carried layer to layer)."""
         h, a = [self._stim_clamp("h0", x)], [None]
+        relu_hidden = self.circuit["upstream_nonlinearity"] == "relu"
+        var_pre = None  # intensity variance of h^k (0 for the input's fixed rates)
         for k in range(self.K):
-            pre = self._stim_clamp(f"h{k + 1}", h[k] @ self._w(f"W{k}").T)
+            W = self._w(f"W{k}")
+            pre = self._stim_clamp(f"h{k + 1}", h[k] @ W.T)
             a.append(pre)
-            h.append(relu(pre) if (k < self.K - 1 and relu_hidden) else pre)
+            if k == self.K - 1 or not relu_hidden:
+                h.append(pre)
+            elif self.matched:
+                sigma = self._sigma(W, h[k], var_pre)
+                h.append(lnp_rate(pre, sigma))
+                var_pre = (positive_probability(pre, sigma) * sigma) ** 2
+            else:
+                h.append(relu(pre))
         return h, a
 
     def _hooked_activities(self, x, y) -> Activities:
@@ -135,8 +158,16 @@ class MatrixNetwork:
         for k in range(K - 1, 0, -1):
             u = hbar[k + 1] @ self._w(f"Wbar{k}").T
             drive[k] = u
-            gate = rules.downstream_gate(self.plan.downstream_nonlinearity, h[k], self._w(f"V{k}"), u)
-            hbar[k] = self._stim_clamp(f"hbar{k}", u if gate is None else u * gate)
+            kind = self.plan.downstream_nonlinearity
+            if self.matched and kind == "relu_jacobian":  # the mean of the spiking gate 1[I_lat > 0]
+                V = self._w(f"V{k}")
+                out = u * positive_probability(h[k] @ V.T, self._sigma(V, h[k]))
+            elif self.matched and kind == "relu":
+                out = lnp_rate(u, self._sigma(self._w(f"Wbar{k}"), hbar[k + 1]))
+            else:
+                gate = rules.downstream_gate(kind, h[k], self._w(f"V{k}"), u)
+                out = u if gate is None else u * gate
+            hbar[k] = self._stim_clamp(f"hbar{k}", out)
         return Activities(h, a, hbar, drive)
 
     # ----- plasticity -------------------------------------------------------------
@@ -208,6 +239,8 @@ class MatrixNetwork:
             return Activities(stack([a.h for a in acts]), stack([a.a for a in acts]),
                               stack([a.hbar for a in acts]), stack([a.drive for a in acts]))
         act = self.activities(x, y)
+        if self.matched and self.circuit["spike.matched_count_noise"]:
+            act = self._count_noise(act)
         if self._hooked() or self.hooks.frozen:
             self.apply(self.updates(act))
         else:
@@ -217,6 +250,17 @@ class MatrixNetwork:
         if self.plan.wbar_mode == "mirror":
             self.apply(self.mirror_updates())
         return act
+
+    def _count_noise(self, act: Activities) -> Activities:
+        """The activities as the spike level measures them in one window: each plus Gaussian
+        noise of the spike-count variance |a| / (s T_window) (Poisson counts)."""
+        c = self.circuit
+        scale = 1.0 / (c["spike.rate_scale"] * c["spike.t_window"] * 1e-3)
+
+        def noisy(v):
+            return None if v is None else v + self.rng.standard_normal(v.shape) * np.sqrt(np.abs(v) * scale)
+
+        return Activities([noisy(v) for v in act.h], act.a, [noisy(v) for v in act.hbar], act.drive)
 
     def lesion_weights(self) -> None:
         """Set the lesioned synapses of `hooks` to 0 (they stay 0: no plasticity there)."""
