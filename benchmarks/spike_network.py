@@ -1,28 +1,24 @@
-"""Synaptic events per second of the plastic spiking network, against Brian2's CUBA benchmark.
+"""Cost of the closed-loop spiking network, against Brian2's CUBA benchmark, in one run.
 
 Printed in one run, both in cpp_standalone on this machine:
 
-* the plastic SAL spiking network (salspike.brian.spike, tier poisson by default, all four
-  synapse groups plastic: every presynaptic spike delivers its weight AND updates its synapse's
-  tag from the postsynaptic trace);
+* the closed-loop SAL spiking network (salspike.brian.spike, LNP neurons, signed quantities as
+  ON/OFF pairs, all four synapse groups plastic: every presynaptic spike delivers its weight AND
+  adds the postsynaptic factor to its synapse's tag; consolidation at each trial's end), on
+  ``--trials`` digits rows, wall time per trial at the default trial length
+  (spike.t_settle + spike.t_window);
 * the anchor: Brian2's standard CUBA network (examples/CUBA.py: 4000 LIF neurons, 3200
   excitatory / 800 inhibitory, connection probability 2%, current-based exponential synapses,
   no plasticity; Vogels & Abbott 2005 / Brette et al. 2007);
-* their ratio (target: the plastic network at least half the CUBA rate).
+* their ratio of synaptic events per second (target: the SAL network at least half the CUBA rate).
 
-A synaptic event is one spike arriving at one synapse (spikes x out-degree).  The time is the
-simulation loop of the compiled binary (Brian2's ``last_run_info``: no process start, no file
-I/O); the wall time of the binary is printed too.
+A synaptic event is one spike arriving at one synapse (spikes x out-degree).  The loop time is
+the simulation loop of the compiled binary (Brian2's ``last_run_info``: no process start, no file
+I/O); the wall time includes the binary's start and the run_args files.
 
 Usage::
 
-    python benchmarks/spike_network.py [--model models/paper_mlp.toml] [--duration 2.0] [--jobs 2]
-
-The default plastic network is the paper's 64-200-200-200-10 MLP (downstream widths 200,
-about 0.42 M synapses, 1284 neurons) on one scikit-learn digits row, with the spike defaults
-(r0 = 50 Hz, s = 20 Hz per unit, dt = 0.1 ms) and no warm-up (every spike is in the window).
-"""
-
+    python benchmarks/spike_network.py [--model models/paper_mlp.toml] [--trials 20] [--jobs 2]
 from __future__ import annotations
 
 import argparse
@@ -84,48 +80,55 @@ def cuba(duration_s: float, build_dir: Path, jobs: int) -> dict:
             "build_and_run_s": total, "compile_s": info.timings.get("compile")}
 
 
-def plastic(model: str, duration_s: float, build_dir: Path, jobs: int, tier: str | None) -> dict:
+def plastic(model: str, n_trials: int, build_dir: Path, jobs: int) -> dict:
+    """The closed-loop network on ``n_trials`` digits rows with learning on (one Brian2 run)."""
     import brian2
 
     data = load_digits(seed=0)
-    over = {"spike.t_window": duration_s * 1000.0, "spike.repeats": 1, "spike.t_warmup": 0.0}
-    if tier:
-        over["spike.tier"] = tier
-    circuit = Circuit.load(model, over).with_io_widths(data.input_width, data.output_width)
-    net = SpikeNetwork(circuit, device="cpp_standalone", build_dir=build_dir, compile_jobs=jobs, seed=0)
+    circuit = Circuit.load(model).with_io_widths(data.input_width, data.output_width)
+    # every spike of the run is counted: the window spans the whole trial
+    count_all = circuit.with_overrides({"spike.t_window": circuit["spike.t_settle"] + circuit["spike.t_window"],
+                                        "spike.t_settle": 0.0})
+    net = SpikeNetwork(count_all, device="cpp_standalone", build_dir=build_dir, compile_jobs=jobs, seed=0)
     t0 = time.perf_counter()
-    net.compile()
+    net.compile(n_trials)
     compile_s = time.perf_counter() - t0
-    net.run_trials(data.x_train[:1], data.y_train[:1])
+    t1 = time.perf_counter()
+    _, acts = net.run_trials(data.x_train[:n_trials], data.y_train[:n_trials])
+    wall_s = time.perf_counter() - t1
     dev = brian2.get_device()
+    s, T = count_all["spike.rate_scale"], count_all["spike.t_window"] * 1e-3
     fanout = {name: 0 for name in net.layout.populations}
     n_syn = 0
     for pr in net.layout.projections.values():
         fanout[pr.pre] += pr.shape[0] if pr.connect != "one_to_one" else 1
         n_syn += pr.shape[0] * pr.shape[1] if pr.connect != "one_to_one" else pr.shape[0]
-    counts = net.last["spike_counts"]
-    spikes = sum(float(v.sum()) for v in counts.values())
-    events = sum(float(counts[name].sum()) * fanout[name] for name in counts)
-    n_neurons = sum(p.width for p in net.layout.populations.values())
+    # |ON - OFF| counts: a signed pair fires one sign at a time, so this is its spike count
+    spikes = {name: float(np.abs(a).sum() * s * T) for name, a in acts.items()}
+    events = sum(spikes[name] * fanout[name] for name in spikes)
+    n_neurons = sum(p.width * (2 if p.role in ("output", "downstream", "error") else 1)
+                    for p in net.layout.populations.values())
+    duration_s = n_trials * T
     widths = "-".join(str(w) for w in circuit.widths)
     return {"circuit": f"{widths} (downstream {circuit.downstream_widths[1:]})", "tier": circuit["spike.tier"],
-            "neurons": n_neurons, "synapses": n_syn, "spikes": spikes, "rate_Hz": spikes / n_neurons / duration_s,
-            "events": events, "loop_s": float(dev._last_run_time),
-            "binary_s": float(net.last_runner.timings.get("binary_s", 0.0)), "compile_s": compile_s,
-            "clip_fraction": net.clip_fraction}
+            "neurons (ON/OFF counted)": n_neurons, "synapses": n_syn, "trials": n_trials,
+            "trial_ms": T * 1e3, "spikes": sum(spikes.values()),
+            "rate_Hz": sum(spikes.values()) / n_neurons / duration_s, "events": events,
+            "loop_s": float(dev._last_run_time), "binary_s": float(net.last_runner.timings.get("binary_s", 0.0)),
+            "wall_s": wall_s, "wall_s_per_trial": wall_s / n_trials, "compile_s": compile_s}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "paper_mlp.toml"))
-    ap.add_argument("--duration", type=float, default=2.0, help="simulated seconds of each network")
+    ap.add_argument("--duration", type=float, default=2.0, help="simulated seconds of the CUBA network")
+    ap.add_argument("--trials", type=int, default=20, help="digits rows (trials) of the SAL network")
     ap.add_argument("--jobs", type=int, default=2, help="make -j")
-    ap.add_argument("--tier", default=None, help="override spike.tier (two_compartment needs a calibrated model)")
     ap.add_argument("--build-dir", default=None, help="default: a fresh temporary folder")
     args = ap.parse_args(argv)
     root = Path(args.build_dir) if args.build_dir else Path(tempfile.mkdtemp(prefix="salspike_spike_bench_"))
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    p = plastic(args.model, args.duration, root / "plastic", args.jobs, args.tier)
+    p = plastic(args.model, args.trials, root / "plastic", args.jobs)
     c = cuba(args.duration, root / "cuba", args.jobs)
     devices.select_device("runtime")
     for name, r in (("plastic SAL spiking network", p), ("CUBA (Brian2 examples/CUBA.py)", c)):

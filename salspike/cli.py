@@ -102,10 +102,14 @@ def cmd_train(args) -> int:
     data = load_dataset(args.dataset, root=args.data_root, seed=circuit["seed"],
                         **({"n_train": args.n_train} if args.n_train is not None else {}))
     level_options = {"device": args.device} if args.device else {}
+    _refuse(bool(args.record) and args.level == "matrix",
+            "--record needs a time-resolved level (--level rate or spike); the matrix level has no time")
+    if args.level == "spike":
+        level_options["seed"] = circuit["seed"]
     _refuse(args.force and not args.resume, "--force only applies with --resume (to accept changed settings)")
     summary = train(circuit, data, args.out, level=args.level, epochs=args.epochs, resume=args.resume,
                     force=args.force, progress=None if not args.quiet else False, level_options=level_options,
-                    log=(lambda *a: None) if args.quiet else print)
+                    log=(lambda *a: None) if args.quiet else print, record=args.record)
     print(f"final test accuracy {summary['final_test_accuracy']:.4f} ({summary['algorithm']}, {summary['level']} level, "
           f"{summary['dataset']}); results in {args.out}")
     return 0
@@ -144,7 +148,7 @@ def cmd_step(args) -> int:
     level_cls = get_level(args.level)
     _refuse(args.level == "matrix" and args.device is not None,
             "--device applies to the Brian2 levels only (rate, spike); drop it at the matrix level")
-    _refuse(args.repeats is not None and args.level != "spike", "--repeats applies to the spike level only")
+    _refuse(args.seed is not None and args.level != "spike", "--seed applies to the spike level only (its spike trains)")
     _refuse(args.online and not level_cls.BATCH_UPDATES,
             f"--online is the only mode of the {args.level} level (one update per trial); drop --online")
     _check_out_file(args.out, args.force)
@@ -161,8 +165,8 @@ def cmd_step(args) -> int:
     options = {}
     if args.level != "matrix":
         options["device"] = args.device or circuit["rate.device"]
-        if args.repeats is not None:
-            options["repeats"] = args.repeats
+        if args.seed is not None:
+            options["seed"] = args.seed
     online = args.online or not level_cls.BATCH_UPDATES
     with make_level(args.level, circuit, weights, **options) as level:
         activities = level.step(x, y, online=online)
@@ -270,8 +274,6 @@ def cmd_compare(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from .brian.spike import calibrate_model_file
-
     source = resolve("model", args.model)
     _refuse(args.in_place and args.out is not None, "--in-place and --out exclude each other")
     if args.in_place:
@@ -281,9 +283,9 @@ def cmd_calibrate(args) -> int:
         _refuse(out.resolve() == source.resolve(),
                 f"--out {out} is the model file itself; pass --in-place to overwrite it")
         _refuse(out.exists() and not args.force, f"{out} exists; pick another --out or pass --force")
-    console.note(f"calibrate: simulating the two-compartment neuron's f-I curve (about a minute) for {source}")
-    path = calibrate_model_file(source, out=out)
-    print(f"calibrated transfer function written to {path}")
+    raise ConfigError("calibrate: the two-compartment tier is not part of the closed-loop spiking network yet "
+                      "(only spike.tier = 'poisson', whose rate model is closed-form: spike.matched_transfer = "
+                      "'lnp'); there is no transfer function to measure")
     return 0
 
 
@@ -347,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with the same settings")
     t.add_argument("--force", action="store_true", help="with --resume: accept settings that differ from the "
                    "saved config.json")
+    t.add_argument("--record", action="append", default=[], metavar="TARGET:VARIABLE[@MS]",
+                   help="rate and spike levels: record during training into OUT/recordings/epoch_NNN.npz, e.g. "
+                   "h1:spikes (spike trains), h2:rate (population rate), W0:w@100 (weights every 100 ms); repeatable")
     t.set_defaults(func=cmd_train)
 
     from .levels import LEVELS
@@ -364,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=_nonempty("--out"), help="OUT.npz: updated weights plus the "
                    "activities h{k}, hbar{k} each trial saw")
     s.add_argument("--online", action="store_true", help="matrix level: one update per row instead of the batch mean")
-    s.add_argument("--repeats", type=_positive_int("--repeats"), default=None,
-                   help="spike level: plasticity windows per trial (default: spike.repeats of the model)")
+    s.add_argument("--seed", type=int, default=None,
+                   help="spike level: seed of the spike trains (default 0)")
     s.add_argument("--force", action="store_true", help="replace an existing --out file")
     s.set_defaults(func=cmd_step)
 

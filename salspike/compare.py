@@ -208,9 +208,10 @@ def _format_table(A, B, rows, accuracy, data_name, trials, circuit, notes) -> st
     if accuracy:
         lines.append("test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
     if "spike" in (A, B):
-        lines.append(f"spike level: tier {circuit['spike.tier']}, r0 = {circuit['spike.baseline_rate']:g} Hz, "
-                     f"s = {circuit['spike.rate_scale']:g} Hz/unit, {circuit['spike.repeats']} x "
-                     f"{circuit['spike.t_window']:g} ms per trial")
+        lines.append(f"spike level: closed loop, tier {circuit['spike.tier']}, s = {circuit['spike.rate_scale']:g} "
+                     f"Hz/unit, tau_s = {circuit['spike.tau_s']:g} ms, {circuit['spike.t_settle']:g} ms settling + "
+                     f"{circuit['spike.t_window']:g} ms window per trial; its rate model is spike.matched_transfer = "
+                     "'lnp' at the matrix level")
     lines += [f"note: {n}" for n in notes]
     return "\n".join(lines)
 

@@ -74,8 +74,12 @@ def blas_threads(circuit: Circuit) -> int:
 
 def train(circuit: Circuit, data: Dataset, out: str | None = None, *, level: str = "matrix",
           epochs: int | None = None, resume: bool = False, force: bool = False, progress: bool | None = None,
-          level_options: dict | None = None, log=print) -> dict:
+          level_options: dict | None = None, log=print, record: list[str] | None = None) -> dict:
     """Train `circuit` on `data`; return the summary (also written to ``out/summary.json``).
+
+    ``record``: recordings ``"TARGET:VARIABLE[@DT_MS]"`` (e.g. ``h1:spikes``, ``h2:rate``,
+    ``W0:w@100``) at the time-resolved levels, saved per epoch as
+    ``recordings/epoch_NNN.npz`` in ``out`` (keys ``<target>_<variable>_<field>``).
 
     ``out`` is locked for the run (see :class:`~salspike.results.RunDir`).  ``resume`` continues
     an interrupted run there; it is refused when the settings differ from the saved config.json
@@ -88,13 +92,51 @@ def train(circuit: Circuit, data: Dataset, out: str | None = None, *, level: str
     try:
         with threadpool_limits(limits=blas_threads(circuit), user_api="blas"):
             return _train(circuit, data, run, level=level, epochs=epochs, resume=resume, force=force,
-                          progress=progress, level_options=level_options, log=log)
+                          progress=progress, level_options=level_options, log=log, record=record or [])
     finally:
         if run is not None:
             run.close()
 
 
-def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_options, log) -> dict:
+def parse_record(spec: str) -> tuple[str, str, float | None]:
+    """'h1:spikes' -> ('h1', 'spikes', None); 'W0:w@100' -> ('W0', 'w', 100.0)."""
+    target, sep, rest = spec.partition(":")
+    variable, _, dt = rest.partition("@")
+    if not sep or not target or not variable:
+        raise ConfigError(f"--record {spec!r}: expected TARGET:VARIABLE[@DT_MS], e.g. h1:spikes, h2:rate or W0:w@100")
+    try:
+        dt_ms = float(dt) if dt else None
+    except ValueError:
+        raise ConfigError(f"--record {spec!r}: the interval after '@' must be a number of ms") from None
+    return target, variable, dt_ms
+
+
+class _Recorder:
+    """Collects a level's recordings over the steps of an epoch and saves them in the run folder."""
+
+    def __init__(self, level: Level, specs: list[str]):
+        self.level = level
+        self.keys = []
+        for spec in specs:
+            target, variable, dt_ms = parse_record(spec)
+            self.keys.append((spec, level.record(target, variable, dt_ms)))
+        self.data: dict[str, list] = {}
+
+    def collect(self) -> None:
+        for spec, key in self.keys:
+            for field, v in self.level.recordings.get(key, {}).items():
+                self.data.setdefault(f"{spec.split('@')[0].replace(':', '_')}_{field}", []).append(v)
+
+    def save(self, run, epoch: int) -> None:
+        if not self.keys:
+            return
+        arrays = {k: np.concatenate(v) for k, v in self.data.items()}
+        os.makedirs(run.file("recordings"), exist_ok=True)
+        run.save_arrays(os.path.join("recordings", f"epoch_{epoch:03d}"), **arrays)
+        self.data = {}
+
+
+def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_options, log, record) -> dict:
     data = data.astype(circuit.dtype)
     epochs = circuit["training.epochs"] if epochs is None else epochs
     batch = circuit["training.batch_size"]
@@ -123,6 +165,14 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
             run.check_resume(config, epochs_done=start_epoch, force=force,
                              ignore=("source", "model.training.epochs"))
     lvl = make_level(level, circuit, weights, **(level_options or {}))
+    if record and run is None:
+        lvl.close()
+        raise ConfigError("--record needs a results folder (--out)")
+    try:
+        recorder = _Recorder(lvl, record)
+    except BaseException:
+        lvl.close()
+        raise
     # the run's starting weights (a resumed run started from the seed's), for the drift metrics
     initial = {k: np.array(v, copy=True) for k, v in lvl.weights.items()} if weights is None else init_weights(circuit)
     if run is not None:
@@ -150,6 +200,7 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
             for step_i, i in enumerate(range(0, len(perm), batch)):
                 idx = perm[i:i + batch]
                 lvl.step(data.x_train[idx], data.y_train[idx], online=online)
+                recorder.collect()
                 lvl.check_health(f" at epoch {epoch + 1}, step {step_i + 1}")
                 bar.update()
             t1 = time.perf_counter()
@@ -159,6 +210,7 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
             timings["eval_s"] += time.perf_counter() - t1
             history.append(record)
             if run is not None:
+                recorder.save(run, epoch + 1)
                 run.append_metrics(record)
                 run.checkpoint(dict(lvl.weights), {"epoch": epoch + 1, "order_rng": order_rng.bit_generator.state})
             log(f"epoch {epoch + 1:3d}/{epochs}  train loss {record['train_loss']:.4f}  "
@@ -188,6 +240,9 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
                "final_test_loss": final["test_loss"], "epochs": epochs, "level": level,
                "algorithm": circuit["algorithm"], "dataset": data.name, "seed": circuit["seed"],
                "timings": timings, "provenance": provenance()}
+    readout = getattr(lvl, "readout_info", None)
+    if readout is not None:
+        summary["readout"] = readout()
     if run is not None:
         run.save_arrays("weights.npz", **lvl.weights)
         run.finish(summary)

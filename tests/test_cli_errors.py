@@ -61,8 +61,8 @@ def step(tmp_path, *extra, weights="w.npz", inputs="b.npz", out="out.npz"):
     (["calibrate", "--model", SMALL, "--in-place", "--out", "x.toml"], "exclude each other"),
     (["step", "--level", "matrix", "--device", "runtime", "--weights", "w", "--inputs", "b", "--out", "o"],
      "--device applies to the Brian2 levels only"),
-    (["step", "--level", "rate", "--repeats", "2", "--weights", "w", "--inputs", "b", "--out", "o"],
-     "--repeats applies to the spike level only"),
+    (["step", "--level", "rate", "--seed", "2", "--weights", "w", "--inputs", "b", "--out", "o"],
+     "--seed applies to the spike level only"),
     (["step", "--level", "rate", "--online", "--weights", "w", "--inputs", "b", "--out", "o"],
      "--online is the only mode of the rate level"),
 ])
@@ -79,7 +79,8 @@ def test_calibrate_never_overwrites_the_model_unless_asked(tmp_path, monkeypatch
     one_line_error(capsys, main(["calibrate", "--model", str(model), "--out", str(model)]), "--in-place")
     (tmp_path / "taken.toml").write_text("x")
     one_line_error(capsys, main(["calibrate", "--model", str(model), "--out", "taken.toml"]), "exists")
-    assert model.read_text() == _small_path().read_text()
+    one_line_error(capsys, main(["calibrate", "--model", str(model), "--out", "new.toml"]), "two-compartment")
+    assert model.read_text() == _small_path().read_text() and not (tmp_path / "new.toml").exists()
 
 
 @pytest.mark.parametrize("mutate, match", [

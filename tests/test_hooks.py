@@ -145,12 +145,23 @@ def test_hook_errors_name_the_problem():
         level.record("h1", "h")
 
 
-def test_spike_level_refuses_what_it_cannot_express():
-    """The open-loop spike level refuses apical silencing and partial lesions at the call."""
-    level = make_level("spike", small())
-    with pytest.raises(ConfigError, match="silence_apical"):
-        level.silence_apical("h1")
-    with pytest.raises(ConfigError, match="whole synapse groups"):
-        level.lesion("V1", fraction=0.5)
-    assert level.lesion("V1") == ["V1"]
+def test_spike_level_applies_apical_silencing_and_partial_lesions():
+    """The closed-loop spike level runs the hooks the open-loop one refused.  Catches: an apical
+    silencing that does not reach W's tag (W0 onto the silenced neurons must not change), and a
+    partial lesion that leaves cut synapses transmitting or learning (they must stay 0)."""
+    c = small().with_overrides({"spike.t_settle": 50.0, "spike.t_window": 300.0, "spike.rate_scale": 40.0})
+    w0 = init_weights(c)
+    level = make_level("spike", c, w0, device="runtime", seed=1)
+    level.silence_apical("h1", neurons=[0, 1])
+    cut = level.lesion("V1", fraction=0.5, seed=3)
+    assert cut == ["V1"]
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (2, c.widths[0]))
+    y = np.eye(c.widths[-1])[[0, 1]]
+    level.step(x, y, online=True)
+    new = level.weights
+    np.testing.assert_array_equal(new["W0"][:2], w0["W0"][:2])  # gamma = 0: no apical input, no change
+    assert np.abs(new["W0"][2:] - w0["W0"][2:]).max() > 0
+    mask = level.hooks.lesions["V1"]
+    assert mask.sum() == round(0.5 * mask.size) and np.all(new["V1"][mask] == 0)
+    assert np.abs(new["V1"][~mask] - w0["V1"][~mask]).max() > 0
     level.close()

@@ -68,13 +68,13 @@ def test_readme_main_job_and_every_level_from_a_temporary_folder(installed):
          "--quiet"], cwd=work, env=env)
     assert (work / "runs" / "digits" / "summary.json").is_file()
     rng = np.random.default_rng(0)
-    np.savez(work / "batch.npz", x=rng.standard_normal((2, 8)), y=rng.standard_normal((2, 3)))
+    np.savez(work / "batch.npz", x=rng.uniform(0, 1, (2, 8)), y=rng.standard_normal((2, 3)))  # rates >= 0
     run([installed["py"], "-c", "import numpy as np; from salspike.circuit import Circuit, init_weights; "
          "np.savez('w.npz', **init_weights(Circuit.load(__import__('salspike.resources').resources."
          "bundled_path('model', 'small_circuit'))))"], cwd=work, env=env)
     for level, extra in (("matrix", []), ("rate", ["--device", "runtime"]),
-                         ("spike", ["--device", "runtime", "--repeats", "1", "--set", "spike.t_window=20",
-                                    "--set", "spike.t_warmup=10", "--set", "spike.dt=0.5"])):
+                         ("spike", ["--device", "runtime", "--seed", "1", "--set", "spike.t_window=20",
+                                    "--set", "spike.t_settle=10", "--set", "spike.dt=0.5"])):
         out = work / f"{level}.npz"
         run([exe, "step", "--level", level, "--model", "small_circuit", "--weights", "w.npz", "--inputs",
              "batch.npz", "--out", out.name, *extra], cwd=work, env=env)
