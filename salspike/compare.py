@@ -105,9 +105,9 @@ def compare_levels(circuit: Circuit, levels: Sequence[str] = ("rate", "spike"), 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if protocol is not None:
-        from .protocols import run_protocol
+        from .protocols.pairing import run_pairing_file
 
-        return run_protocol(protocol, circuit, out, device=device, levels=levels)
+        return run_pairing_file(protocol, circuit, out, device=device, levels=levels)
     levels = [str(l).strip() for l in levels]
     if len(levels) != 2:
         raise ConfigError(f"--levels needs two levels (e.g. rate,spike), got {levels}")
