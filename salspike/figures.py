@@ -20,7 +20,7 @@ import numpy as np
 from .errors import ConfigError
 from .plotting import FORMATS, OKABE_ITO, mean_sd, pyplot, save_figure, stamp
 
-__all__ = ["regenerate", "training_curves", "read_metrics", "weight_matrices"]
+__all__ = ["regenerate", "training_curves", "read_metrics", "weight_matrices", "load_weights"]
 
 _STYLES = ["-", "--", ":", "-."]
 
@@ -90,6 +90,20 @@ def training_curves(runs, labels=None, out="training_curves", commit: str = "") 
         return save_figure(fig, out, FORMATS)
     finally:
         plt.close(fig)
+
+
+def load_weights(path) -> dict[str, np.ndarray]:
+    """The arrays of a results folder's ``weights.npz`` or of any weights .npz."""
+    path = Path(path)
+    f = path / "weights.npz" if path.is_dir() else path
+    if not f.is_file():
+        raise ConfigError(f"{f} not found: pass a results folder of `salspike train` or a weights .npz")
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - any read failure is a user-facing file problem
+        raise ConfigError(f"{f} is not a readable .npz ({type(exc).__name__}); pass weights.npz of `salspike train`") \
+            from None
 
 
 def weight_matrices(weights: dict, layer: int, out, commit: str = "") -> list[Path]:

@@ -27,3 +27,49 @@ def test_figure_scripts_write_all_formats(run_dir, tmp_path, monkeypatch, repo_r
     runpy.run_path(path, run_name="__main__")
     for ext in ("pdf", "svg", "png"):
         assert out.with_suffix(f".{ext}").stat().st_size > 1000
+
+
+def _metrics(folder, angles, acc=0.5):
+    import json
+
+    folder.mkdir(parents=True)
+    recs = [{"epoch": e, "test_accuracy": acc + 0.1 * e, "layers": [{"delta_angle": a} for a in angles] + [
+        {"delta_angle": 0.0}]} for e in (1, 2, 3)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return folder
+
+
+def test_training_curves_bands_and_legend(tmp_path):
+    """Runs sharing a label are one mean +- sd curve; BP's angles (0 by construction, on the x axis)
+    are said so in the legend; line styles name the layers for every setting, not only the first."""
+    from salspike.figures import training_curves
+
+    runs = [_metrics(tmp_path / "bp", [0.0, 0.0]), _metrics(tmp_path / "s0", [40.0, 50.0], 0.4),
+            _metrics(tmp_path / "s1", [44.0, 56.0], 0.45)]
+    paths = training_curves(runs, ["BP", "SAL", "SAL"], tmp_path / "curves")
+    svg = next(p for p in paths if p.suffix == ".svg").read_text()
+    assert "SAL (mean +- sd, 2 runs)" in svg and "BP: 0 in every layer (on the x axis)" in svg
+    assert "layer W0" in svg and "layer W1" in svg
+
+
+def test_salspike_figures_on_a_training_run(run_dir):
+    """`salspike figures DIR` on a training results folder writes its training curves."""
+    from salspike.cli import main
+
+    assert main(["figures", str(run_dir)]) == 0
+    for ext in ("pdf", "svg", "png"):
+        assert (run_dir / f"training_curves.{ext}").is_file()
+
+
+def test_weight_matrices_explains_effective_rank(run_dir, tmp_path):
+    from salspike.figures import load_weights, weight_matrices
+
+    paths = weight_matrices(load_weights(run_dir), 1, tmp_path / "w")
+    assert "effective rank (Roy &amp; Vetterli 2007)" in next(p for p in paths if p.suffix == ".svg").read_text()
+
+
+def test_compare_figure_names_coincident_curves():
+    """V and Vbar's per-trial curves coincide (Lemma 1): the later one is named as drawn under."""
+    from salspike.compare import _coincident
+
+    assert _coincident({"W": [1.0, 0.9], "V": [0.5, 0.7], "Vbar": [0.5, 0.7 + 1e-13]}) == {"Vbar": "V"}
