@@ -38,6 +38,9 @@ def stamp(fig, model: str = "", seeds=None, commit: str = "") -> None:
     if commit:
         parts.append(f"commit {commit[:10]}")
     if parts:
+        engine = fig.get_layout_engine()
+        if engine is not None and hasattr(engine, "set") and "rect" in getattr(engine, "get", lambda: {})():
+            engine.set(rect=(0, 0.035, 1, 0.965))  # keep the stamp's strip free of axes and labels
         fig.text(0.995, 0.003, "  ".join(parts), ha="right", va="bottom", fontsize=5, color="0.5")
 
 

@@ -95,7 +95,8 @@ class SelfAssembly(Protocol):
                 m = np.array([st[(v,)][0] for v in t])
                 sd = np.array([st[(v,)][1] for v in t])
                 ax.plot(t, m, color=color, lw=1.2, label=layer + (" (mean +- sd over seeds)" if ax is a1 else ""))
-                ax.fill_between(t, m - sd, m + sd, color=color, alpha=0.25, lw=0)
+                lo, hi = (m - sd, m + sd) if ax is a2 else (np.clip(m - sd, -1, 1), np.clip(m + sd, -1, 1))
+                ax.fill_between(t, lo, hi, color=color, alpha=0.25, lw=0)
         cf = group_stats(rows, ("trial",), "residual_closed_form")
         if cf:
             t = np.array([k[0] for k in sorted(cf)])

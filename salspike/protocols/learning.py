@@ -142,7 +142,7 @@ class ApicalLesion(Protocol):
                     ms=4, capsize=2, label="measured")
         a2.axhline(0, color="0.4", lw=1, label="prediction: 0 (inference spared)")
         a2.set(xlabel="fraction f of neurons with apical input silenced",
-               ylabel="max |output change| / max |output| (dimensionless)", title="Inference (same weights)")
+               ylabel="max |output change| / max |output|", title="Inference (same weights)")
         a2.legend(frameon=False, fontsize=6)
 
 
@@ -234,6 +234,9 @@ class AreaSilencing(Protocol):
                 m = [st.get((j,), (np.nan, 0, 0))[0] for j in others]
                 sd = [st.get((j,), (np.nan, 0, 0))[1] for j in others]
                 ax.bar(x + (i - 1) * 0.27, m, 0.25, yerr=sd, color=color, capsize=2, label=label)
+                for xi, mi in zip(x + (i - 1) * 0.27, m):
+                    if mi == 0:  # an exact zero has no bar: say it
+                        ax.text(xi, 0.01, "0", ha="center", va="bottom", fontsize=6, color=color)
             ax.axhline(1.0, color="0.4", lw=0.8, ls=":")
             ax.set_xticks(x, [f"area {j}\n({'above' if j > k else 'below'})" for j in others])
             ax.set(title=f"area {k} silenced", ylabel="relative to no silencing (dimensionless)")
