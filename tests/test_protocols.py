@@ -172,3 +172,40 @@ def test_self_assembly_follows_lemma_1(short, tmp_path):
         first = np.mean([r["correlation"] for r in by(rows, layer=layer, trial=0)])
         last = np.mean([r["correlation"] for r in by(rows, layer=layer, trial=100)])
         assert abs(first) < 0.3 and last > first + 0.4, (layer, first, last)
+
+
+# ----------------------------------------------------------------- synapse-scale protocols
+
+
+def test_heterosynaptic_only_stimulated_synapses_with_apical_input_change(short, tmp_path):
+    """Clamped inputs (0-3 stimulated), top-down on, apical input of post neuron 0 silenced, all but
+    W0 frozen: every synapse's change equals Eq. 5's closed form over n trials with decay (to
+    rounding); beyond the decay only stimulated synapses on neurons with apical input change.
+    Catches: a presynaptic factor that is not the presynaptic activity (unstimulated synapses
+    changing, e.g. a baseline offset); W learning from hbar instead of Vbar hbar; apical
+    silencing not reaching W; decay applied twice or not at all."""
+    path = short("heterosynaptic", seeds="[0, 1]", trials=5)
+    rows = run_protocol(path, "matrix", tmp_path / "hs")["rows"]
+    assert len(rows) == 8
+    for r in rows:
+        assert r["max_abs_error"] < 1e-12
+        if r["synapses"] == "stimulated, apical input on":
+            assert r["decay_only"] == "no" and r["activity_driven_abs"] > 0.01
+        else:
+            assert r["decay_only"] == "yes" and r["activity_driven_abs"] < 1e-12
+
+
+def test_rate_dependence_is_the_product(short, tmp_path):
+    """dW_ij = eta a_j u_i exactly (the product of presynaptic activity and apical drive, zero at
+    a = 0, its sign the drive's), whatever the somatic activity: a Hebbian or BCM rule of pre x
+    post activity fitted to the same changes explains little of them.
+    Catches: a presynaptic factor that is not linear in the activity; the somatic activity
+    entering W's rule; the apical drive's sign lost."""
+    path = short("rate_dependence", seeds="[0]")
+    res = run_protocol(path, "matrix", tmp_path / "rd")
+    rows, r2 = res["rows"], res["meta"]["r2"]
+    eta = res["meta"]["eta_W"]
+    for r in rows:
+        assert r["dW"] == pytest.approx(eta * r["pre_activity"] * r["apical_drive"], abs=1e-13)
+    assert r2["closed_form"] > 1 - 1e-12 and r2["hebbian_fit"] < 0.5 and r2["bcm_fit"] < 0.5
+    assert any(r["post_activity"] == 0 and abs(r["dW"]) > 1e-3 for r in rows)  # W changes with a silent soma

@@ -4,6 +4,7 @@
 * `engine`: the registry of protocol kinds (`register_protocol`), `load_protocol`,
   `run_protocol` (table, figure, provenance) and `figure_from_folder`;
 * `learning`: ``apical_lesion``, ``area_silencing``; `development`: ``self_assembly``;
+  `synaptic`: ``heterosynaptic``, ``rate_dependence``;
 * `pairing`: the spike-level pairing window (its own schema, spike level only).
 
 ``salspike protocol list`` shows the bundled protocols; ``salspike protocol run NAME --level
@@ -13,6 +14,7 @@ matrix --out DIR`` runs one.
 from .engine import PROTOCOLS, Protocol, figure_from_folder, list_protocols, load_protocol, register_protocol, run_protocol
 from . import development as _development  # noqa: F401  (registers self_assembly)
 from . import learning as _learning  # noqa: F401  (registers apical_lesion, area_silencing)
+from . import synaptic as _synaptic  # noqa: F401  (registers heterosynaptic, rate_dependence)
 
 __all__ = ["PROTOCOLS", "Protocol", "figure_from_folder", "list_protocols", "load_protocol", "register_protocol",
            "run_protocol"]

@@ -82,7 +82,7 @@ class Protocol:
 
 
 def _kinds() -> dict[str, type[Protocol]]:
-    from . import development, learning  # noqa: F401  (register the kinds)
+    from . import development, learning, synaptic  # noqa: F401  (register the kinds)
 
     return PROTOCOLS
 
