@@ -241,3 +241,103 @@ class AreaSilencing(Protocol):
             ax.set_xticks(x, [f"area {j}\n({'above' if j > k else 'below'})" for j in others])
             ax.set(title=f"area {k} silenced", ylabel="relative to no silencing (dimensionless)")
         axes[0].legend(frameon=False, fontsize=6)
+
+
+def orientation_task(seed: int, n: int, d_in: int, stream: int = 0, kappa: float = 2.0):
+    """A decoder task: a random orientation theta per trial, encoded by d_in input neurons with
+    von Mises tuning exp(kappa (cos(theta - phi_j) - 1)) (preferred phi_j evenly spaced, population
+    mean removed), and the target to reach y = (cos theta, sin theta) for the two output groups."""
+    theta = np.random.default_rng([int(seed), 17, stream]).uniform(0, 2 * np.pi, n)
+    phi = np.linspace(0, 2 * np.pi, d_in, endpoint=False)
+    x = np.exp(kappa * (np.cos(theta[:, None] - phi[None, :]) - 1))
+    x -= x.mean(axis=1, keepdims=True)
+    return x / np.sqrt(d_in) * 2, np.stack([np.cos(theta), np.sin(theta)], axis=1)
+
+
+@register_protocol("instructive_sign")
+class InstructiveSign(Protocol):
+    SUMMARY = "sign of each neuron's apical input vs its causal role in the output (Francioni et al. 2026 analogue)"
+    LEVELS = ("matrix", "rate", "spike")
+    KEYS = {"record_every": (int, 50, "trials between two measurements"),
+            "probe_trials": (int, 50, "trials (plasticity frozen) on which the signs are measured")}
+    COLUMNS = {"seed": "-", "trial": "trials", "population": "-", "sign_agreement": "", "correlation": "",
+               "test_loss": ""}
+
+    @classmethod
+    def check(cls, p, src):
+        for key in ("record_every", "probe_trials"):
+            if p[key] < 1:
+                raise ConfigError(f"{src}: key '{key}' must be positive, got {p[key]}")
+
+    def run(self, s):
+        from ..metrics import bp_deltas
+
+        c = s.base
+        K, d = c.n_layers, c.widths
+        if d[-1] != 2:
+            raise ConfigError(f"{self.p['source']}: the decoder task has two output groups: set output_width = 2 in [set]")
+        rows = []
+        for seed in self.p["seeds"]:
+            x, y = orientation_task(seed, self.p["trials"], d[0])
+            xp, yp = orientation_task(seed, self.p["probe_trials"], d[0], stream=1)
+            with s.level(seed) as lv:
+                t = 0
+                while True:
+                    for g in GROUPS:
+                        lv.freeze(g)
+                    act = s.train(lv, xp, yp)  # the activities the level itself runs, no plasticity
+                    for g in GROUPS:
+                        lv.unfreeze(g)
+                    w = _copy(lv.weights)
+                    loss = _mse(act[f"h{K}"], yp)
+                    delta = bp_deltas(w, act, c["upstream_nonlinearity"])
+                    for k in range(1, K + 1):
+                        hbar = np.asarray(act[f"hbar{k}"])
+                        u = hbar if k == K else hbar @ w[f"Vbar{k - 1}"].T  # apical input of h^k
+                        role = delta[K] if k == K else delta[k + 1] @ w[f"W{k}"]  # -dF/dh^k: causal role
+                        live = (np.abs(role) > 1e-12) & (np.abs(u) > 1e-12)
+                        agree = float(np.mean(np.sign(u[live]) == np.sign(role[live]))) if live.any() else float("nan")
+                        cu, cr = u.ravel() - u.mean(), role.ravel() - role.mean()
+                        corr = float(cu @ cr / np.sqrt((cu @ cu) * (cr @ cr))) if (cu @ cu) * (cr @ cr) > 0 else float("nan")
+                        rows.append({"seed": seed, "trial": t, "population": f"h{k}", "sign_agreement": agree,
+                                     "correlation": corr, "test_loss": loss})
+                    if t >= self.p["trials"]:
+                        break
+                    n = min(self.p["record_every"], self.p["trials"] - t)
+                    s.train(lv, x[t:t + n], y[t:t + n])
+                    t += n
+        meta = {"task": "decoder: von Mises population code of an orientation theta in h0; the two output groups "
+                        "must reach (cos theta, sin theta)",
+                "apical_input": "u = Vbar^{k-1} hbar^k of each neuron of h^k (the output's: the error itself)",
+                "causal_role": "-dF/dh^k = (W^k)^T delta^{k+1}: how raising the neuron's activity moves the output "
+                               "towards the target",
+                "sign_agreement": "fraction of (probe trial, neuron) pairs where sign(u) = sign(causal role); 0.5: chance",
+                "correlation": "Pearson correlation of u and the causal role over probe trials and neurons",
+                "perturbation": "silencing the apical input during learning: protocol apical_lesion"}
+        return rows, meta
+
+    @staticmethod
+    def plot(fig, table):
+        from ..plotting import OKABE_ITO
+
+        rows = table["rows"]
+        a1, a2 = fig.subplots(1, 2)
+        pops = sorted({r["population"] for r in rows})
+        for i, pop in enumerate(pops):
+            sub = [r for r in rows if r["population"] == pop]
+            color = OKABE_ITO[(5, 6, 3, 7)[i % 4]]
+            st = group_stats(sub, ("trial",), "sign_agreement")
+            t = np.array([key[0] for key in sorted(st)])
+            m = np.array([st[(v,)][0] for v in t])
+            sd = np.array([st[(v,)][1] for v in t])
+            a1.plot(t, m, color=color, label=f"{pop}" + (" (output: the error itself)" if i == len(pops) - 1 else ""))
+            a1.fill_between(t, np.clip(m - sd, 0, 1), np.clip(m + sd, 0, 1), color=color, alpha=0.25, lw=0)
+        a1.axhline(0.5, color="0.5", ls=":", lw=0.8, label="chance")
+        a1.set(xlabel="trials", ylabel="sign agreement: apical input vs causal role", ylim=(0.3, 1.02),
+               title="Instructive signal sign (mean +- sd over seeds)")
+        a1.legend(frameon=False, fontsize=6)
+        st = group_stats([r for r in rows if r["population"] == pops[0]], ("trial",), "test_loss")
+        t = np.array([key[0] for key in sorted(st)])
+        a2.errorbar(t, [st[(v,)][0] for v in t], yerr=[st[(v,)][1] for v in t], fmt="o-", color=OKABE_ITO[0], ms=3,
+                    capsize=2)
+        a2.set(xlabel="trials", ylabel="probe loss (mean squared error)", title="Learning the decoder")
