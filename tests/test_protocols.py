@@ -148,6 +148,8 @@ def test_area_silencing_rate_level_matches(short, tmp_path):
     intact one to the settling precision, no W change below or above, no activity above.
     Catches: a rate-level clamp or plasticity flag that differs from the hook's meaning."""
     path = short("area_silencing", seeds="[0]", trials=3, probe_trials=2, areas="[2]")
+    with open(path, "a") as f:  # into [set]: the short phases of tests/test_hooks.py
+        f.write("rate = { dt = 0.5, t_forward = 20.0, t_feedback = 20.0, t_plasticity = 5.0 }\n")
     rows = run_protocol(path, "rate", tmp_path / "asr", device="runtime")["rows"]
     below, above = by(rows, area=1)[0], by(rows, area=3)[0]
     assert below["activity_up"] == pytest.approx(1.0, abs=1e-3) and abs(below["activity_down"]) < 1e-6
