@@ -76,8 +76,13 @@ def test_levels_are_refused_in_one_line(capsys, tmp_path):
     """A protocol refuses a level where it is not meaningful: exit 2, one line naming the fix."""
     assert main(["protocol", "run", "pairing_window", "--level", "matrix", "--out", str(tmp_path / "a")]) == 2
     assert main(["protocol", "run", "apical_lesion", "--level", "spike", "--out", str(tmp_path / "b")]) == 2
+    assert main(["protocol", "run", "apical_lesion", "--level", "matrix", "--device", "runtime", "--out",
+                 str(tmp_path / "c")]) == 2
+    assert main(["protocol", "run", "apical_lesion", "--level", "matrix", "--seeds", "0,x", "--out",
+                 str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "--level spike" in err[0] and "--level matrix" in err[1]
+    assert len(err) == 4 and "--level spike" in err[0] and "--level matrix" in err[1]
+    assert "drop it" in err[2] and "--seeds" in err[3]
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -117,6 +122,8 @@ def test_apical_lesion_dose_response(short, tmp_path):
     (out / "apical_lesion.svg").unlink()
     assert main(["figures", str(out)]) == 0
     assert (out / "apical_lesion.svg").is_file() and (out / "apical_lesion.png").stat().st_mtime_ns >= before
+    with pytest.raises(ConfigError, match="already holds a finished run"):  # never overwritten
+        run_protocol(path, "matrix", out)
 
 
 # ----------------------------------------------------------------- area silencing

@@ -209,7 +209,9 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
         circuit = Circuit.load(resolve("model", model or "small_circuit"))
         return run_pairing_file(path, circuit, Path(out), device=device or "runtime", levels=[level])
     if seeds is not None:
-        p["seeds"] = [int(s) for s in seeds]
+        p["seeds"] = schema.number_list("--seeds", "seeds", list(seeds), lo=0, integer=True)
+    if (Path(out) / RunDir.SUMMARY).is_file():
+        raise ConfigError(f"--out {out} already holds a finished run: pick another folder (or delete it)")
     circuit = _circuit(p, model)
     options = {} if level == "matrix" else {"device": device or circuit["rate.device"]}
     kind = PROTOCOLS[p["protocol"]](p)
