@@ -72,6 +72,29 @@ def test_protocol_file_errors_are_one_line(repo_root, tmp_path, edit, match):
     assert "bad.toml" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_per_level_keys(short, tmp_path):
+    """[at.LEVEL] tables change keys (and model keys) at one level only; they are validated with
+    the file."""
+    path = short("apical_lesion", seeds="[0]", test_trials=10, fractions="[0.0, 1.0]")
+    text = open(path).read()
+    good = tmp_path / "good.toml"
+    good.write_text(text + "\n[at.matrix]\ntrials = 7\nset = { eta = { W = 0.01 } }\n[at.rate]\ntrials = 2\n")
+    p = load_protocol(good)
+    assert p["trials"] == 200 and p["at"]["matrix"]["trials"] == 7 and p["at"]["rate"]["trials"] == 2
+    res = run_protocol(str(good), "matrix", tmp_path / "out")
+    assert "7 training trials" in res["meta"]["task"]
+    model = (tmp_path / "out" / "model.toml").read_text()
+    assert "W = 0.01" in model and "hidden = [6]" in model  # added to the file's [set], not replacing it
+    for extra, match in (("[at.spike]\ntrails = 2\n", r"\[at.spike\]: unknown key 'trails'.*Did you mean trials"),
+                         ("[at.synapse]\ntrials = 2\n", r"\[at.synapse\]: unknown level"),
+                         ("[at.rate]\nfractions = [2.0]\n", r"fractions.*outside"),
+                         ("[at.rate]\nlevels = [\"rate\"]\n", r"unknown key 'levels'")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text + "\n" + extra)
+        with pytest.raises(ConfigError, match=match):
+            load_protocol(bad)
+
+
 def test_levels_are_refused_in_one_line(capsys, tmp_path):
     """A protocol refuses a level where it is not meaningful: exit 2, one line naming the fix."""
     assert main(["protocol", "run", "pairing_window", "--level", "matrix", "--out", str(tmp_path / "a")]) == 2

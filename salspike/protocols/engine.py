@@ -108,6 +108,24 @@ def load_protocol(path: str | Path) -> dict[str, Any]:
     if not p["levels"] or bad:
         raise ConfigError(f"{src}: key 'levels' = {p['levels']!r}: protocol {kind} is meaningful at "
                           f"{list(cls.LEVELS)} only")
+    p["at"] = schema.level_overrides(p["at"], keys, LEVEL_NAMES, src)
+    for level, over in p["at"].items():  # each level's version must be valid as a whole
+        _finish(cls, _at_level(p, over), src)
+    _finish(cls, p, src)
+    p["source"] = src
+    return p
+
+
+def _at_level(p: dict, over: dict) -> dict:
+    """The protocol as run at one level: its [at.LEVEL] keys replace the file's; model keys of
+    [at.LEVEL.set] are added to (or replace single keys of) the file's [set]."""
+    merged = {**p, **over, "at": {}}
+    merged["set"] = {**flatten_tables(p["set"]), **flatten_tables(over.get("set", {}))}
+    return merged
+
+
+def _finish(cls, p: dict, src: str) -> None:
+    """The checks of the common keys that need more than a type, then the kind's own."""
     p["seeds"] = schema.number_list(src, "seeds", p["seeds"], lo=0, integer=True)
     for key in flatten_tables(p["set"]):
         if key not in SCHEMA:
@@ -116,8 +134,6 @@ def load_protocol(path: str | Path) -> dict[str, Any]:
     if p["trials"] < 1:
         raise ConfigError(f"{src}: key 'trials' must be positive, got {p['trials']}")
     cls.check(p, src)
-    p["source"] = src
-    return p
 
 
 def protocol_levels(p: dict) -> list[str]:
@@ -201,6 +217,10 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
     path = resolve("protocol", name_or_path)
     p = load_protocol(path)
     _check_level(p, level)
+    over = p.get("at", {}).get(level, {})
+    if over:  # the [at.LEVEL] table (validated with the file)
+        p = _at_level(p, over)
+        PROTOCOLS[p["protocol"]].check(p, p["source"])
     if level == "matrix" and device is not None:
         raise ConfigError("--device applies to the Brian2 levels only (rate, spike); drop it at the matrix level")
     if p["protocol"] == "pairing_window":

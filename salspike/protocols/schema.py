@@ -13,6 +13,8 @@ levels         the levels where the protocol is meaningful (a subset of the kind
 seeds          seeds of the initial weights and the stimuli; rows are per seed
 trials         trials (input rows, one update each) of the learning phase
 [set]          model-file overrides (validated by the model schema)
+[at.LEVEL]     keys that differ at one level (e.g. ``[at.spike] trials = 20``; its ``set``
+               adds model keys to the file's [set]); the spike level's shorter versions
 =============  ==========================================================================
 
 An unknown key, a wrong type or an impossible value is a one-line `ConfigError` naming the file,
@@ -38,7 +40,10 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "seeds": (list, [0], "seeds of the initial weights and stimuli (rows are per seed)"),
     "trials": (int, 100, "trials of the learning phase (one update each)"),
     "set": (dict, {}, "model-file overrides, e.g. gamma = 0.0"),
+    "at": (dict, {}, "per-level overrides of these keys, e.g. [at.spike] trials = 20"),
 }
+#: keys an [at.LEVEL] table may not change
+FIXED = ("protocol", "description", "levels", "at")
 
 
 def _check(src: str, key: str, value, spec) -> Any:
@@ -65,6 +70,24 @@ def validate(data: dict, keys: dict[str, tuple[Any, Any, str]], src: str) -> dic
                 raise ConfigError(f"{src}: missing key '{key}' ({doc})")
             out[key] = list(default) if isinstance(default, list) else (dict(default) if isinstance(default, dict)
                                                                        else default)
+    return out
+
+
+def level_overrides(data: dict, keys: dict[str, tuple[Any, Any, str]], levels, src: str) -> dict[str, dict]:
+    """The [at.LEVEL] tables: level -> {key: value}, each key checked like the file's own."""
+    out = {}
+    for level, table in data.items():
+        if level not in levels:
+            raise ConfigError(f"{src}: [at.{level}]: unknown level; choose one of {list(levels)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{src}: 'at.{level}' must be a table of protocol keys, e.g. [at.{level}] trials = 20")
+        out[level] = {}
+        for key, value in table.items():
+            if key not in keys or key in FIXED:
+                allowed = [k for k in keys if k not in FIXED]
+                raise ConfigError(f"{src}: [at.{level}]: unknown key '{key}'.{did_you_mean(key, allowed)} Allowed keys: "
+                                  f"{', '.join(allowed)}")
+            out[level][key] = _check(f"{src} [at.{level}]", key, value, keys[key])
     return out
 
 
