@@ -262,3 +262,19 @@ def test_instructive_sign_rises_from_chance(short, tmp_path):
     bp.write_text(open(path).read() + '\nalgorithm = "bp"\ndownstream_ratio = 1.0\n')
     rows = run_protocol(str(bp), "matrix", tmp_path / "bp")["rows"]
     assert all(r["sign_agreement"] == 1.0 for r in rows)
+
+
+def test_motif_assembles(short, tmp_path):
+    """The four-synapse motif: V^k W^kT and Wbar^k Vbar^kT (Lemma 2's condition) are uncorrelated
+    from random weights and strongly correlated after learning the decoder task; with weight
+    transport (algorithm bp: V = Vbar = I, Wbar = W^T) both paths are W^T exactly at all times.
+    Catches: Wbar's rule with the wrong sign (the feedback growing against the motif)."""
+    path = short("motif", seeds="[0]", trials=400, record_every=200)
+    rows = run_protocol(path, "matrix", tmp_path / "m")["rows"]
+    start, end = by(rows, layer=1, trial=0)[0], by(rows, layer=1, trial=400)[0]
+    assert abs(start["motif_correlation"]) < 0.3 and end["motif_correlation"] > 0.6, (start, end)
+    assert end["loss"] < 0.5 * start["loss"]
+    bp = tmp_path / "bp.toml"
+    bp.write_text(open(path).read() + '\nalgorithm = "bp"\ndownstream_ratio = 1.0\n')
+    for r in run_protocol(str(bp), "matrix", tmp_path / "bp")["rows"]:
+        assert r["motif_correlation"] == pytest.approx(1.0, abs=1e-12) and r["reciprocity"] == pytest.approx(1.0)

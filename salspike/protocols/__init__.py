@@ -3,7 +3,7 @@
 * `schema`: the keys every protocol file shares and their validation;
 * `engine`: the registry of protocol kinds (`register_protocol`), `load_protocol`,
   `run_protocol` (table, figure, provenance) and `figure_from_folder`;
-* `learning`: ``apical_lesion``, ``area_silencing``; `development`: ``self_assembly``;
+* `learning`: ``apical_lesion``, ``area_silencing``, ``instructive_sign``; `development`: ``self_assembly``, ``motif``;
   `synaptic`: ``heterosynaptic``, ``rate_dependence``;
 * `pairing`: the spike-level pairing window (its own schema, spike level only).
 

@@ -107,3 +107,75 @@ class SelfAssembly(Protocol):
                title="Mismatch decays")
         a1.legend(frameon=False, fontsize=6)
         a2.legend(frameon=False, fontsize=6)
+
+
+@register_protocol("motif")
+class Motif(Protocol):
+    SUMMARY = "the four-synapse motif after learning: V W^T against Wbar Vbar^T, and Vbar against V^T (Lemmas 1-2)"
+    LEVELS = ("matrix", "rate", "spike")
+    KEYS = {"record_every": (int, 250, "trials between two snapshots of the weights")}
+    COLUMNS = {"seed": "-", "trial": "trials", "layer": "-", "motif_correlation": "", "reciprocity": "",
+               "loss": ""}
+
+    @classmethod
+    def check(cls, p, src):
+        if p["record_every"] < 1:
+            raise ConfigError(f"{src}: key 'record_every' must be positive, got {p['record_every']}")
+
+    def run(self, s):
+        from .learning import orientation_task
+
+        c = s.base
+        K, d = c.n_layers, c.widths
+        if K < 2 or d[-1] != 2:
+            raise ConfigError(f"{self.p['source']}: motif needs a hidden layer and the two-group decoder task "
+                              "(output_width = 2 in [set])")
+        rows = []
+        for seed in self.p["seeds"]:
+            x, y = orientation_task(seed, self.p["trials"], d[0])
+            xt, yt = orientation_task(seed, 100, d[0], stream=1)
+            with s.level(seed) as lv:
+                t = 0
+                while True:
+                    w = {k: np.asarray(v, dtype=np.float64) for k, v in lv.weights.items()}
+                    loss = float(np.mean((np.asarray(lv.predict(xt)) - yt) ** 2))
+                    for k in range(1, K):
+                        vbar_k = w.get(f"Vbar{k}", np.eye(d[k + 1]))  # Vbar^{K-1}: the fixed identity
+                        rows.append({"seed": seed, "trial": t, "layer": k,
+                                     "motif_correlation": _corr(w[f"V{k}"] @ w[f"W{k}"].T, w[f"Wbar{k}"] @ vbar_k.T),
+                                     "reciprocity": _corr(w[f"Vbar{k - 1}"], w[f"V{k}"].T), "loss": loss})
+                    if t >= self.p["trials"]:
+                        break
+                    n = min(self.p["record_every"], self.p["trials"] - t)
+                    s.train(lv, x[t:t + n], y[t:t + n])
+                    t += n
+        meta = {"motif": "synapses of the loop h^k -W^k-> h^{k+1}, h^k -V^k-> hbar^k <-Wbar^k- hbar^{k+1} -Vbar^k-> "
+                         "h^{k+1}",
+                "motif_correlation": "Pearson correlation over entries of V^k (W^k)^T and Wbar^k (Vbar^k)^T "
+                                     "(dbar_k x d_{k+1}; their proportionality is the condition of the paper's Lemma 2)",
+                "reciprocity": "correlation of Vbar^{k-1} and (V^k)^T (Lemma 1)",
+                "loss": "mean squared error on 100 held-out trials",
+                "task": "the decoder task of instructive_sign"}
+        return rows, meta
+
+    @staticmethod
+    def plot(fig, table):
+        from ..plotting import OKABE_ITO
+
+        rows = table["rows"]
+        a1, a2 = fig.subplots(1, 2)
+        for i, layer in enumerate(sorted({r["layer"] for r in rows})):
+            sub = [r for r in rows if r["layer"] == layer]
+            for ax, col, what in ((a1, "motif_correlation", "V W^T vs Wbar Vbar^T"),
+                                  (a2, "reciprocity", "Vbar^{k-1} vs (V^k)^T")):
+                color = OKABE_ITO[(5, 6, 3, 7)[i % 4]]
+                st = group_stats(sub, ("trial",), col)
+                t = np.array([key[0] for key in sorted(st)])
+                m = np.array([st[(v,)][0] for v in t])
+                sd = np.array([st[(v,)][1] for v in t])
+                ax.plot(t, m, "o-", ms=3, color=color, label=f"k = {layer}")
+                ax.fill_between(t, np.clip(m - sd, -1, 1), np.clip(m + sd, -1, 1), color=color, alpha=0.25, lw=0)
+                ax.set(xlabel="trials", ylabel=f"correlation, {what}", ylim=(-0.5, 1.05))
+        a1.set_title("Four-synapse motif (mean +- sd over seeds)")
+        a2.set_title("Reciprocal inter-stream connections")
+        a1.legend(frameon=False, fontsize=6)
