@@ -1,4 +1,6 @@
-"""Development-scale protocols: self-assembly of the inter-stream connections (paper Lemma 1).
+"""Development-scale protocols: self-assembly of the inter-stream connections (paper Lemma 1) and
+the four-synapse motif after learning (``motif``: corr(V^k W^kT, Wbar^k Vbar^kT), Lemma 2's
+condition, and corr(Vbar^{k-1}, V^kT), in the decoder task of ``instructive_sign``).
 
 ``self_assembly``: from random V and Vbar, learn on a task and follow, for each neuron pair
 (i in h^k, j in hbar^k), its ascending connection V^k_ji (h^k -> hbar^k) and its descending

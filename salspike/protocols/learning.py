@@ -12,6 +12,10 @@ manipulations during learning and what they do to W's plasticity and to activity
   upwards (h^{j} = D_u W^{j-1} h^{j-1}) and the instructive signal one way downwards
   (hbar^j = D_d Wbar^j hbar^{j+1}): above k, upstream activity and W's plasticity are 0; below
   k, upstream activity is unchanged but the apical factor Vbar hbar is 0, so W does not learn.
+* ``instructive_sign``: in a decoder task (two output groups reach (cos theta, sin theta)), the
+  sign of each neuron's apical input u = Vbar^{k-1} hbar^k against its causal role
+  -dF/dh^k = (W^k)^T delta^{k+1}: chance from random feedback, rising with learning; 1 in the
+  output layer (u = the error) and under weight transport.
 """
 
 from __future__ import annotations
