@@ -20,7 +20,7 @@ from ..circuit import algorithm_plan
 from ..errors import ConfigError
 from .engine import Protocol, group_stats, register_protocol
 
-__all__ = ["SelfAssembly"]
+__all__ = ["SelfAssembly", "Motif"]
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from . import schema
 from .engine import Protocol, group_stats, register_protocol, relative
 
-__all__ = ["ApicalLesion", "AreaSilencing"]
+__all__ = ["ApicalLesion", "AreaSilencing", "InstructiveSign", "orientation_task"]
 
 
 def _mse(pred, y) -> float:
