@@ -2,6 +2,7 @@
 
 * a protocol run (``summary.json`` naming a protocol): its prediction figure, from ``<name>.json``;
 * a training run (``metrics.jsonl``): ``training_curves`` (accuracy and per-layer delta angle);
+* a sweep (``sweep.nc``): the same, one curve per grid point with mean +- sd over its seeds;
 * a folder of such folders: each of them, and training runs together in one ``training_curves``
   figure with mean +- sd bands over runs of the same label (seeds).
 
@@ -18,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
-from .plotting import FORMATS, OKABE_ITO, mean_sd, pyplot, save_figure, stamp
+from .plotting import FORMATS, OKABE_ITO, pyplot, save_figure, stamp
 
-__all__ = ["regenerate", "training_curves", "read_metrics", "weight_matrices", "load_weights"]
+__all__ = ["regenerate", "training_curves", "sweep_curves", "read_metrics", "weight_matrices", "load_weights"]
 
 _STYLES = ["-", "--", ":", "-."]
 
@@ -45,36 +46,78 @@ def read_metrics(folder: Path) -> list[dict]:
 
 
 def training_curves(runs, labels=None, out="training_curves", commit: str = "") -> list[Path]:
-    """Test accuracy and the angle to backprop's delta per layer over epochs.  Runs sharing a label
-    (seeds of one setting) are drawn as their mean with a +- sd band.  Colour: the setting; line
-    style: the layer (legend of the right panel).  A setting whose angles are 0 by construction
-    (BP) is said so in the legend, since its lines lie on the x axis."""
+    """Test accuracy and the angle to backprop's delta per layer over epochs, from training results
+    folders.  Runs sharing a label (seeds of one setting) are drawn as their mean with a +- sd band."""
     runs = [Path(r) for r in runs]
     labels = list(labels) if labels else [r.name for r in runs]
     if len(labels) != len(runs):
         raise ConfigError(f"{len(runs)} runs but {len(labels)} labels: give one label per run (or none)")
-    groups: dict[str, list[list[dict]]] = {}
+    members: dict[str, list[list[dict]]] = {}
     for run, label in zip(runs, labels):
-        groups.setdefault(label, []).append(read_metrics(run))
+        members.setdefault(label, []).append(read_metrics(run))
+    groups = {}
+    for label, ms in members.items():
+        n = min(len(m) for m in ms)
+        n_layers = len(ms[0][0]["layers"])
+        groups[label] = {"epochs": np.array([r["epoch"] for r in ms[0][:n]]),
+                         "accuracy": np.array([[r["test_accuracy"] for r in m[:n]] for m in ms]),
+                         "angle": np.array([[[r["layers"][k]["delta_angle"] for r in m[:n]] for k in range(n_layers - 1)]
+                                            for m in ms])}
+    return _draw_training(groups, out, commit)
+
+
+def sweep_curves(folder, out=None) -> list[Path]:
+    """Training curves of a sweep (``sweep.nc`` of `salspike sweep`): one curve per grid point,
+    mean +- sd over its seeds (failed seeds left out)."""
+    import xarray as xr
+
+    folder = Path(folder)
+    with xr.open_dataset(folder / "sweep.nc", engine="h5netcdf") as ds:
+        ds = ds.load()
+    if "test_accuracy" not in ds:
+        raise ConfigError(f"{folder / 'sweep.nc'} has no test_accuracy: run the sweep with --metrics including "
+                          "test_accuracy,delta_angle")
+    angles = sorted((v for v in ds.data_vars if v.startswith("delta_angle_layer")), key=lambda v: int(v[17:]))[:-1]
+    keys = [d for d in ds["test_accuracy"].dims if d not in ("seed", "epoch")]
+    stacked = ds.stack(point=keys) if keys else ds.expand_dims(point=[0])
+    groups = {}
+    for i in range(stacked.sizes["point"]):
+        pt = stacked.isel(point=i)
+        acc = np.asarray(pt["test_accuracy"].transpose("seed", "epoch"))
+        ok = ~np.all(np.isnan(acc), axis=1)
+        if not ok.any():
+            continue
+        label = ", ".join(f"{k}={pt[k].item()}" for k in keys) or "sweep"
+        ang = np.stack([np.asarray(pt[v].transpose("seed", "epoch"))[ok] for v in angles], axis=1) if angles else \
+            np.zeros((int(ok.sum()), 0, acc.shape[1]))
+        groups[label] = {"epochs": np.asarray(ds["epoch"]), "accuracy": acc[ok], "angle": ang}
+    if not groups:
+        raise ConfigError(f"{folder / 'sweep.nc'}: no point has finished epochs yet")
+    try:
+        commit = json.loads(ds.attrs.get("provenance", "{}")).get("git_commit", "")
+    except ValueError:
+        commit = ""
+    return _draw_training(groups, out or folder / "training_curves", commit)
+
+
+def _draw_training(groups: dict[str, dict], out, commit: str = "") -> list[Path]:
+    """groups: label -> epochs (E,), accuracy (runs, E) as a fraction, angle (runs, hidden layers, E) in
+    degrees.  Colour: the setting; line style: the layer (legend of the right panel).  A setting
+    whose angles are 0 by construction (BP) is said so in the legend: its lines lie on the x axis."""
     plt = pyplot()
     fig, (ax_acc, ax_ang) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
     n_hidden = 0
-    for i, (label, members) in enumerate(groups.items()):
-        n = min(len(m) for m in members)
-        epochs = [r["epoch"] for r in members[0][:n]]
+    for i, (label, g) in enumerate(groups.items()):
+        epochs, acc, ang = g["epochs"], 100 * np.asarray(g["accuracy"], dtype=float), np.asarray(g["angle"], dtype=float)
         color = OKABE_ITO[(i + 5) % len(OKABE_ITO)] if i < 3 else OKABE_ITO[i % len(OKABE_ITO)]
-        acc = np.array([[100 * r["test_accuracy"] for r in m[:n]] for m in members])
-        mean, sd = mean_sd(acc)
-        seeds = f" (mean +- sd, {len(members)} runs)" if len(members) > 1 else ""
-        ax_acc.plot(epochs, mean, color=color, label=label + seeds)
+        mean, sd = _nan_mean_sd(acc)
+        runs = acc.shape[0]
+        ax_acc.plot(epochs, mean, color=color, label=label + (f" (mean +- sd, {runs} runs)" if runs > 1 else ""))
         ax_acc.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.25, lw=0)
-        n_layers = len(members[0][0]["layers"])
-        n_hidden = max(n_hidden, n_layers - 1)
-        ang = np.array([[[r["layers"][k]["delta_angle"] for r in m[:n]] for k in range(n_layers - 1)]
-                        for m in members])  # runs x layers x epochs; the output layer's angle is 0 by construction
-        zero = bool(np.all(ang == 0))
-        for k in range(n_layers - 1):
-            mean, sd = mean_sd(ang[:, k, :])
+        n_hidden = max(n_hidden, ang.shape[1])
+        zero = bool(ang.size) and bool(np.all(np.nan_to_num(ang) == 0))
+        for k in range(ang.shape[1]):
+            mean, sd = _nan_mean_sd(ang[:, k, :])
             ax_ang.plot(epochs, mean, color=color, linestyle=_STYLES[k % 4], clip_on=False, zorder=3 if zero else 2)
             ax_ang.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
         ax_ang.plot([], [], color=color, label=f"{label}: 0 in every layer (on the x axis)" if zero else label)
@@ -90,6 +133,19 @@ def training_curves(runs, labels=None, out="training_curves", commit: str = "") 
         return save_figure(fig, out, FORMATS)
     finally:
         plt.close(fig)
+
+
+def _nan_mean_sd(values: np.ndarray):
+    """Mean and sample sd over runs (axis 0), NaN runs left out; sd 0 for one run."""
+    import warnings
+
+    v = np.asarray(values, dtype=float)
+    n = np.sum(~np.isnan(v), axis=0)
+    with warnings.catch_warnings():  # epochs that one run alone reached: sd 0, no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(v, axis=0)
+        sd = np.nanstd(v, axis=0, ddof=1) if v.shape[0] > 1 else np.zeros(v.shape[1:])
+    return mean, np.where(n > 1, sd, 0.0)
 
 
 def load_weights(path) -> dict[str, np.ndarray]:
@@ -150,6 +206,8 @@ def _kind(folder: Path) -> str | None:
             pass
     if (folder / "metrics.jsonl").is_file():
         return "training"
+    if (folder / "sweep.nc").is_file():
+        return "sweep"
     return None
 
 
@@ -166,6 +224,8 @@ def regenerate(folder) -> list[Path]:
         return figure_from_folder(folder)
     if kind == "training":
         return training_curves([folder], out=folder / "training_curves")
+    if kind == "sweep":
+        return sweep_curves(folder)
     subs = sorted(p for p in folder.iterdir() if p.is_dir() and _kind(p))
     if not subs:
         raise ConfigError(f"{folder} holds no results (no summary.json of a protocol run, no metrics.jsonl of a "
