@@ -484,7 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("protocol", help="run plasticity protocols (protocols/*.toml)", formatter_class=fmt)
     prsub = pr.add_subparsers(dest="protocol_command", required=True, metavar="ACTION")
     prr = prsub.add_parser("run", help="run a protocol at one level: table (CSV, JSON), figure, provenance",
-                           formatter_class=fmt)
+                           description="Run a protocol file (or bundled name) at one level through the hook API; "
+                           "write OUT/NAME.csv, NAME.json (units), NAME.pdf/.svg/.png and summary.json (provenance). "
+                           "Predictions: docs/predictions.md.")
     prr.add_argument("file", help="protocol file or bundled name (salspike protocol list)")
     prr.add_argument("--level", required=True, choices=["matrix", "rate", "spike"], help="level of description "
                      "(a protocol refuses the levels where it is not meaningful)")

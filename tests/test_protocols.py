@@ -45,9 +45,12 @@ def by(rows, **match):
 # ----------------------------------------------------------------- files and the engine
 
 
-def test_bundled_protocols_load_and_list():
+def test_bundled_protocols_load_and_list(capsys):
     """Every bundled protocol loads; `protocol list` shows each with its levels on one line."""
     listed = {name: levels for name, _, levels, _ in list_protocols()}
+    assert main(["protocol", "list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert sorted(line.split()[0] for line in lines) == sorted(listed)
     assert {"apical_lesion", "area_silencing", "self_assembly", "pairing_window"} <= set(listed)
     assert listed["pairing_window"] == ["spike"] and listed["apical_lesion"] == ["matrix", "rate"]
 
