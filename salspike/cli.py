@@ -1,4 +1,4 @@
-"""Command line: ``salspike train | step | sweep | build | compare | calibrate | model``.
+"""Command line: ``salspike train | step | sweep | build | compare | protocol | figures | calibrate | model``.
 
 Every user error (a typo in a file, a missing file, mismatched shapes, NaN, an unknown or ignored
 option, a diverging run) ends in one line on stderr, ``salspike <command>: error: ...``, naming
@@ -289,6 +289,37 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_protocol_run(args) -> int:
+    from .protocols import run_protocol
+
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = [int(v) for v in args.seeds.split(",")]
+        except ValueError:
+            raise ConfigError(f"--seeds must be comma-separated integers, e.g. 0,1,2, got {args.seeds!r}") from None
+    result = run_protocol(args.file, args.level, args.out, device=args.device, model=args.model, seeds=seeds)
+    print(result["table"])
+    print(f"results in {args.out}")
+    return 0
+
+
+def cmd_protocol_list(args) -> int:
+    from .protocols import list_protocols
+
+    for name, kind, levels, description in list_protocols():
+        print(f"{name:<16} [{','.join(levels)}] {description}")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from .figures import regenerate
+
+    for path in regenerate(args.folder):
+        print(path)
+    return 0
+
+
 def cmd_model_show(args) -> int:
     from .circuit.schema import describe
 
@@ -454,6 +485,32 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--force", action="store_true", help="replace an existing --out")
     k.add_argument("--quiet", action="store_true", help="no notes on stderr")
     k.set_defaults(func=cmd_calibrate)
+
+    pr = sub.add_parser("protocol", help="run plasticity protocols (protocols/*.toml)", formatter_class=fmt)
+    prsub = pr.add_subparsers(dest="protocol_command", required=True, metavar="ACTION")
+    prr = prsub.add_parser("run", help="run a protocol at one level: table (CSV, JSON), figure, provenance",
+                           description="Run a protocol file (or bundled name) at one level through the hook API; "
+                           "write OUT/NAME.csv, NAME.json (units), NAME.pdf/.svg/.png and summary.json (provenance). "
+                           "Predictions: docs/predictions.md.")
+    prr.add_argument("file", help="protocol file or bundled name (salspike protocol list)")
+    prr.add_argument("--level", required=True, choices=["matrix", "rate", "spike"], help="level of description "
+                     "(a protocol refuses the levels where it is not meaningful)")
+    prr.add_argument("--device", default=None, choices=DEVICE_CHOICES, help=device_help + " (default: rate.device)")
+    prr.add_argument("--model", default=None, help="model file or bundled name (default: the protocol's model key)")
+    prr.add_argument("--seeds", default=None, help="comma-separated seeds (default: the protocol's seeds)")
+    prr.add_argument("--out", required=True, type=_nonempty("--out"), help="results folder (created)")
+    prr.add_argument("--quiet", action="store_true", help="no notes on stderr")
+    prr.set_defaults(func=cmd_protocol_run)
+    prl = prsub.add_parser("list", help="the bundled protocols, one line each", formatter_class=fmt)
+    prl.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    prl.set_defaults(func=cmd_protocol_list)
+
+    fg = sub.add_parser("figures", help="regenerate the figures of a results folder (protocol or training runs)",
+                        formatter_class=fmt)
+    fg.add_argument("folder", help="a results folder of `salspike protocol run` or `salspike train`, or a folder "
+                    "holding several")
+    fg.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    fg.set_defaults(func=cmd_figures)
 
     m = sub.add_parser("model", help="inspect model files", formatter_class=fmt)
     msub = m.add_subparsers(dest="model_command", required=True, metavar="ACTION")

@@ -13,7 +13,9 @@ rows in the same order, one online update per row (a "trial").  Written to DIR:
   weights after every trial, per level;
 * ``accuracy.json`` where the data set has labels (classification accuracy of the final weights on
   the data set's test split, per level, and of the initial weights);
-* ``compare.pdf`` / ``compare.png``: the figure (Okabe-Ito palette, labelled units);
+* ``compare.pdf`` / ``.svg`` / ``.png``: the figure (Okabe-Ito palette, labelled units; a curve equal to
+  another, e.g. V and Vbar, which Lemma 1 makes move together, is drawn under it with open markers and
+  said so in the legend);
 * ``summary.json``: all of the above plus the resolved circuit and provenance.
 
 With ``protocol``, the protocol file runs through `salspike.protocols` instead (its own table and
@@ -105,9 +107,9 @@ def compare_levels(circuit: Circuit, levels: Sequence[str] = ("rate", "spike"), 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if protocol is not None:
-        from .protocols import run_protocol
+        from .protocols.pairing import run_pairing_file
 
-        return run_protocol(protocol, circuit, out, device=device, levels=levels)
+        return run_pairing_file(protocol, circuit, out, device=device, levels=levels)
     levels = [str(l).strip() for l in levels]
     if len(levels) != 2:
         raise ConfigError(f"--levels needs two levels (e.g. rate,spike), got {levels}")
@@ -216,23 +218,46 @@ def _format_table(A, B, rows, accuracy, data_name, trials, circuit, notes) -> st
     return "\n".join(lines)
 
 
+def _coincident(series: dict[str, list[float]]) -> dict[str, str]:
+    """group -> the earlier group whose curve it equals to 1e-9 relative (it would hide under it)."""
+    out, seen = {}, []
+    for g, v in series.items():
+        a = np.asarray(v, dtype=np.float64)
+        for h, b in seen:
+            if a.shape == b.shape and a.size and np.allclose(a, b, rtol=1e-9, atol=1e-12):
+                out[g] = h
+                break
+        seen.append((g, a))
+    return out
+
+
 def _figure(out: Path, A, B, groups, per_trial, traj_rows, circuit, data_name) -> list[Path]:
-    import matplotlib
+    from .plotting import FORMATS, pyplot, stamp
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    markers = {"W": "o", "Wbar": "s", "V": "^", "Vbar": "v"}
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
+    panels = {0: "cosine", 1: "relative_norm"}
+    for i, col_name in panels.items():
+        series = {g: [r[col_name] for r in per_trial if r["group"] == g] for g in groups}
+        same = _coincident(series)
+        for g in groups:
+            t = [r["trial"] for r in per_trial if r["group"] == g]
+            under = g in same  # drawn first, larger and open, so that the curve on top leaves it visible
+            axes[i].plot(t, series[g], "-", marker=markers.get(g, "o"), color=GROUP_COLOURS[g],
+                         ms=7 if under else 3, mfc="none" if under else GROUP_COLOURS[g], lw=2.5 if under else 1,
+                         alpha=0.6 if under else 1, zorder=1 if under else 2,
+                         label=f"{g} (equal to {same[g]}: the open markers under it)" if under else g)
+    traj = {f"{g} ({name})": [r["frobenius_norm"] for r in traj_rows if r["group"] == g and r["level"] == name]
+            for g in groups for name in (A, B)}
+    same = _coincident({k: v for k, v in traj.items()})
     for g in groups:
-        pt = [r for r in per_trial if r["group"] == g]
-        t = [r["trial"] for r in pt]
-        col = GROUP_COLOURS[g]
-        axes[0].plot(t, [r["cosine"] for r in pt], "o-", color=col, ms=3, label=g)
-        axes[1].plot(t, [r["relative_norm"] for r in pt], "o-", color=col, ms=3, label=g)
         for name, ls in ((A, "-"), (B, "--")):
+            key = f"{g} ({name})"
             tr = [r for r in traj_rows if r["group"] == g and r["level"] == name]
-            axes[2].plot([r["trial"] for r in tr], [r["frobenius_norm"] for r in tr], ls, color=col,
-                         label=f"{g} ({name})")
+            under = key in same and not same[key].startswith(g + " ")
+            axes[2].plot([r["trial"] for r in tr], traj[key], ls, color=GROUP_COLOURS[g], lw=2.5 if under else 1.2,
+                         alpha=0.6 if under else 1, label=f"{key} = {same[key]}" if under else key)
     axes[0].axhline(1.0, color="0.6", lw=0.8)
     axes[1].axhline(1.0, color="0.6", lw=0.8)
     axes[0].set(xlabel="trial (input row)", ylabel=f"cosine of updates, {B} vs {A} (1)",
@@ -244,9 +269,11 @@ def _figure(out: Path, A, B, groups, per_trial, traj_rows, circuit, data_name) -
 
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].legend(frameon=False, fontsize=8)
-    axes[2].legend(frameon=False, fontsize=7, ncol=2)
+    axes[0].legend(frameon=False, fontsize=7)
+    axes[1].legend(frameon=False, fontsize=7)
+    axes[2].legend(frameon=False, fontsize=6, ncol=2)
     fig.suptitle(f"{B} vs {A}, {data_name}", fontsize=10)
-    paths = save_figure(fig, out / "compare")
+    stamp(fig, circuit["name"], circuit["seed"])
+    paths = save_figure(fig, out / "compare", FORMATS)
     plt.close(fig)
     return paths

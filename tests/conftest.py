@@ -12,6 +12,8 @@
 * ``assert_updates_close``: compares two runs' weight UPDATES (new - initial) matrix by matrix,
   with a tolerance relative to the reference update (a weight-level tolerance passes when a group
   with small updates does not learn at all).
+* ``spikestats``: `salspike.spikestats` with the optional ``stats`` extra (neo, elephant),
+  missing: skipped, except under CI, where it fails.
 * ``brian2cuda`` / ``cuda_toolchain``: the optional ``cuda`` extra.  Missing, it skips the test,
   except under CI (environment variable ``CI`` set, e.g. ``CI=true``), where it fails it.
   brian2 itself is a hard dependency and is imported plainly by the tests that need it: a broken
@@ -125,6 +127,19 @@ def brian2cuda():
         import brian2cuda as module
     except ImportError as err:
         missing_optional(f"brian2cuda is not installed: {err}")
+    return module
+
+
+@pytest.fixture
+def spikestats():
+    """salspike.spikestats with the optional ``stats`` extra (neo, elephant)."""
+    try:
+        import elephant  # noqa: F401
+        import neo  # noqa: F401
+    except ImportError as err:
+        missing_optional(f"the stats extra (neo, elephant) is not installed: {err}")
+    from salspike import spikestats as module
+
     return module
 
 

@@ -1,4 +1,4 @@
-"""Plasticity protocols as data (``protocols/*.toml``), run through the spike level's hooks.
+"""The pairing window (``protocols/pairing_window.toml``): spike level only, through the spike level's hooks.
 
 A protocol file is validated like a model file: an unknown key, a wrong type or an impossible
 value is a `ConfigError` naming the file and the key.  Protocols never import a Brian2 builder:
@@ -26,11 +26,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .circuit import GROUPS, Circuit, algorithm_plan, init_weights, read_toml_file
-from .circuit.schema import did_you_mean
-from .errors import ConfigError
+from ..circuit import GROUPS, Circuit, algorithm_plan, init_weights, read_toml_file
+from ..circuit.schema import did_you_mean
+from ..errors import ConfigError
 
-__all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_protocol", "pairing_window"]
+__all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_pairing_file", "pairing_window"]
 
 _F = (int, float)
 #: key -> (types, default (None: required), doc)
@@ -92,9 +92,9 @@ def load_protocol(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def run_protocol(path: str | Path, circuit: Circuit, out: str | Path, *, device: str = "runtime",
+def run_pairing_file(path: str | Path, circuit: Circuit, out: str | Path, *, device: str = "runtime",
                  levels: Sequence[str] = ("rate", "spike"), weights: dict | None = None) -> dict[str, Any]:
-    """Run a protocol file on a circuit and write its table and figure into ``out``."""
+    """Run a pairing protocol file on a circuit (spike level) and write its table and figure into ``out``."""
     proto = load_protocol(path)
     if "spike" not in levels:
         raise ConfigError(f"{proto['source']}: a pairing protocol needs spike timing: include the spike level "
@@ -114,7 +114,7 @@ def _indices(spec, width: int, what: str, src: str) -> np.ndarray:
 def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "runtime",
                    weights: dict | None = None) -> dict[str, Any]:
     """The pairing protocol (see the module docstring).  Returns ``table`` (text), ``rows``, ``files``."""
-    from .levels import make_level
+    from ..levels import make_level
 
     src = proto["source"]
     out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +285,7 @@ def _figure(out: Path, rows, meta) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plotting import OKABE_ITO, save_figure
+    from ..plotting import OKABE_ITO, save_figure
 
     dt = np.array([r["delta_t_ms"] for r in rows])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.5, 3.6), constrained_layout=True)

@@ -1,0 +1,20 @@
+"""Plasticity protocols as data (``protocols/*.toml``), run at a level through the hook API.
+
+* `schema`: the keys every protocol file shares and their validation;
+* `engine`: the registry of protocol kinds (`register_protocol`), `load_protocol`,
+  `run_protocol` (table, figure, provenance) and `figure_from_folder`;
+* `learning`: ``apical_lesion``, ``area_silencing``, ``instructive_sign``; `development`: ``self_assembly``, ``motif``;
+  `synaptic`: ``heterosynaptic``, ``rate_dependence``;
+* `pairing`: the spike-level pairing window (its own schema, spike level only).
+
+``salspike protocol list`` shows the bundled protocols; ``salspike protocol run NAME --level
+matrix --out DIR`` runs one.
+"""
+
+from .engine import PROTOCOLS, Protocol, figure_from_folder, list_protocols, load_protocol, register_protocol, run_protocol
+from . import development as _development  # noqa: F401  (registers self_assembly)
+from . import learning as _learning  # noqa: F401  (registers apical_lesion, area_silencing)
+from . import synaptic as _synaptic  # noqa: F401  (registers heterosynaptic, rate_dependence)
+
+__all__ = ["PROTOCOLS", "Protocol", "figure_from_folder", "list_protocols", "load_protocol", "register_protocol",
+           "run_protocol"]
