@@ -78,10 +78,10 @@ def _data(circuit: Circuit, dataset: str | None, trials: int):
                           "and output_width (e.g. --set input_width=8 --set output_width=3) for synthetic trials")
     rng = np.random.default_rng([circuit["seed"], 7])
     d0, dK = circuit.widths[0], circuit.widths[-1]
-    x = rng.standard_normal((trials, d0)) * 0.5
+    x = rng.uniform(0.0, 1.0, (trials, d0))  # rates >= 0: the spike level encodes inputs as firing rates
     teacher = rng.standard_normal((dK, d0)) / np.sqrt(d0)
-    y = np.tanh(x @ teacher.T)
-    return circuit, x, y, None, "synthetic (gaussian inputs, tanh teacher)"
+    y = np.tanh((x - 0.5) @ teacher.T)
+    return circuit, x, y, None, "synthetic (uniform [0, 1] inputs, tanh teacher)"
 
 
 def _make(name: str, circuit: Circuit, weights, device: str, options: dict):

@@ -43,7 +43,7 @@ def tiny(**over) -> Circuit:
             "eta": {"W": 0.1, "Wbar": 0.05, "V": 0.05, "Vbar": 0.05},
             "rate": {"tau_up": 1.0, "tau_down": 1.0, "dt": 0.5, "t_forward": 20.0, "t_feedback": 20.0,
                      "t_plasticity": 5.0},
-            "spike": {"dt": 0.5, "t_window": 100.0, "repeats": 2, "t_warmup": 50.0, "baseline_rate": 40.0}}
+            "spike": {"dt": 0.5, "t_window": 100.0, "t_settle": 50.0, "rate_scale": 40.0}}
     data.update(over)
     return Circuit.from_dict(data)
 
@@ -187,11 +187,13 @@ def test_shipped_protocol_loads():
 def test_pairing_window_end_to_end(tmp_path):
     """`salspike compare --protocol protocols/pairing_window.toml` on a small model (dt = 0.5 ms).
 
-    Catches: the spike level's apical trace decaying with another time constant than the
-    closed form's tau_trace (the exp(1 ms / 20 ms) ratio is computed here); the timing sign
-    convention flipped (the presynaptic spike placed on the other side of the top-down input);
-    the tag's sign flipped (the changes must be positive and shrink with the lead); the soma
-    not held below threshold (a postsynaptic spike)."""
+    Catches: the apical current decaying with another time constant than the closed form's
+    tau_s (the exp(1 ms / 20 ms) ratio is computed here); the timing sign convention flipped (the
+    presynaptic spike placed on the other side of the top-down input); the tag's sign flipped
+    (the changes must be positive and shrink with the lead); the soma not held below threshold
+    (a postsynaptic spike); an unpaired control that changes beyond the decay (the open-loop
+    artefact); and a W change that needs the postsynaptic spike (freeing the soma must leave
+    every W change as it was)."""
     model = tmp_path / "m.toml"
     model.write_text('hidden = [3]\ndownstream_ratio = 2.0\ninput_width = "auto"\noutput_width = "auto"\n'
                      "gamma = 0.01\n[spike]\ndt = 0.5\n")
@@ -204,12 +206,21 @@ def test_pairing_window_end_to_end(tmp_path):
     assert scale > 0
     for r in rows:
         assert r["max_abs_error"] <= 1e-9 * scale * 10, r
-        if r["delta_t_ms"] >= 0:  # presynaptic spike first (or same step): the causal rule reads nothing
-            assert abs(r["dW_timing_per_unit_topdown"]) < 1e-3 * scale
-    lead = [r for r in rows if r["delta_t_ms"] < 0]
+        if r["delta_t_ms"] > 0:  # presynaptic spike first: the causal rule reads only the previous
+            assert abs(r["dW_timing_per_unit_topdown"]) < 1e-6 * scale  # pairing's tail, exp(-400 / 20)
+    assert meta["dW_unpaired_control_minus_decay_max"] < 1e-15  # no top-down input: exactly the decay
+    lead = [r for r in rows if r["delta_t_ms"] <= 0]
     vals = [r["dW_timing_per_unit_topdown"] for r in sorted(lead, key=lambda r: -r["delta_t_ms"])]
     assert all(a > b > 0 for a, b in zip(vals, vals[1:]))  # decays with the lead of the top-down input
-    # 1 ms more lead costs a factor exp(-1 ms / tau_trace), tau_trace = 20 ms
-    assert vals[0] / vals[1] == pytest.approx(np.exp(1.0 / 20.0), rel=1e-3)
+    # 1 ms more lead costs a factor exp(-1 ms / tau_s), tau_s = 20 ms
+    assert vals[0] / vals[1] == pytest.approx(np.exp(1.0 / 20.0), rel=1e-9)
     for name in ("pairing_window.csv", "pairing_window.pdf", "pairing_window.png"):
         assert (out / name).is_file()
+    free = tmp_path / "free.toml"
+    free.write_text(PROTOCOL.read_text().replace("hold_soma = true", "hold_soma = false"))
+    out2 = tmp_path / "pw_free"
+    assert main(["compare", "--protocol", str(free), "--model", str(model), "--out", str(out2)]) == 0
+    data2 = json.loads((out2 / "pairing_window.json").read_text())
+    assert data2["meta"]["postsynaptic_spikes"] > 0  # the soma fires now ...
+    for a, b in zip(rows, data2["rows"]):  # ... and W changes exactly as before: no postsynaptic spike needed
+        assert b["dW"] == pytest.approx(a["dW"], rel=1e-12, abs=1e-15)

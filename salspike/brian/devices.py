@@ -120,6 +120,7 @@ MANAGED_PREFS = (
     _CUDA + "compute_capability",
     _CUDA + "detect_cuda",
     _CUDA + "cuda_path",
+    "codegen.loop_invariant_optimisations",
 )
 
 # Values of MANAGED_PREFS before salspike first changed them.
@@ -335,6 +336,10 @@ def select_device(name: str, *, build_dir: str | os.PathLike | None = None,
         _set_pref(prefs, _CUDA + "detect_gpus", cuda["detect_gpus"])
         _set_pref(prefs, _CUDA + "gpu_id", cuda["gpu_id"])
         _set_pref(prefs, _CUDA + "compute_capability", cuda["compute_capability"])
+        # brian2cuda 1.0a7 declares `t` twice in a reset whose hoisted scalar code and vector code
+        # both read it (e.g. `n_on += win(t)` beside `u = ... stim(t, i)` of the spike network):
+        # "t has already been declared in the current scope".  Without hoisting, t is declared once.
+        _set_pref(prefs, "codegen.loop_invariant_optimisations", False)
         gputools.reset_cuda_installation()
         gputools.reset_gpu_selection()
 

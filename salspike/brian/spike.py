@@ -103,7 +103,8 @@ class TrialClock:
         return {"win": win, "learn": lrn, "consolidate": cons}
 
 
-def closed_loop_spec(circuit: Circuit, models: SpikeModels, n_trials: int, recordings: list) -> dict:
+def closed_loop_spec(circuit: Circuit, models: SpikeModels, n_trials: int, recordings: list,
+                     injected: Iterable[str] = ()) -> dict:
     """Everything that fixes the compiled network (JSON-able): populations, synapse pathways,
     the trial clock, trials per run and monitors."""
     c, plan = circuit, algorithm_plan(circuit)
@@ -117,7 +118,8 @@ def closed_loop_spec(circuit: Circuit, models: SpikeModels, n_trials: int, recor
     pops = {}
     for name, p in layout.populations.items():
         n = models.neuron(p.role, plan.downstream_nonlinearity, c["loss"])
-        pops[name] = {"brian_name": p.brian_name, "n": p.width, "role": p.role, **n}
+        ext_steps = n_trials * clock.n_trial + 1 if name in injected else 0
+        pops[name] = {"brian_name": p.brian_name, "n": p.width, "role": p.role, "ext_steps": ext_steps, **n}
     order = {}  # topological index of each population (only u-driving edges matter, see SPIKE_SCHEDULE)
     K = layout.K
     for k in range(K + 1):
@@ -194,9 +196,10 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly
     groups = {}
     for name, p in spec["populations"].items():
         stim = asm.timed_array(f"stim_{name}", tmpl(f"stim_{name}.values", (n, p["n"])), T)
+        ext = asm.timed_array(f"ext_{name}", tmpl(f"ext_{name}.values", (max(p["ext_steps"], 1), p["n"])), dt)
         g = brian2.NeuronGroup(p["n"], p["equations"], threshold=p["threshold"], reset=p["reset"],
-                               method=spec["method"], name=p["brian_name"], namespace={**shared, "stim": stim},
-                               clock=asm.clock)
+                               method=spec["method"], name=p["brian_name"],
+                               namespace={**shared, "stim": stim, "ext": ext}, clock=asm.clock)
         asm.neurons[p["brian_name"]] = g
         groups[p["brian_name"]] = g
         # per-trial spike counts of the window: sampled at each trial's end, then cleared
@@ -297,6 +300,7 @@ class SpikeNetwork(BrianWeights):
         self.hooks = Hooks(self.layout)
         self.set_weights(init_weights(circuit) if weights is None else weights)
         self.recordings: dict[str, dict[str, np.ndarray]] = {}
+        self.injections: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         self.last_runner: BrianRunner | None = None
 
     def _set_circuit(self, circuit: Circuit) -> None:
@@ -338,6 +342,37 @@ class SpikeNetwork(BrianWeights):
                               f"({', '.join(self.layout.populations)})")
         return self.hooks.record(target, variable, dt, indices)
 
+    def inject(self, population: str, neurons: Iterable[int], times_ms: Iterable[float], sign: float = 1.0) -> None:
+        """Force spikes of ``neurons`` at ``times_ms`` (ms from the start of the next run, one per
+        (neuron, time) pair) in the next runs; a signed pair's forced spike carries ``sign``
+        (+1 ON, -1 OFF).  The spikes act like any other (transmission, tags, counts).  Changes
+        the compiled network (a per-step input of the population)."""
+        pop = self.layout.population(population)
+        idx = np.asarray(list(neurons), dtype=int)
+        t = np.asarray(list(times_ms), dtype=float)
+        if idx.shape != t.shape:
+            raise ShapeError(f"inject({population!r}): {idx.size} neurons but {t.size} times (one time per neuron)")
+        if idx.size and (idx.min() < 0 or idx.max() >= pop.width):
+            raise ShapeError(f"inject({population!r}): neuron indices must be in 0..{pop.width - 1}")
+        if sign not in (1.0, -1.0, 1, -1):
+            raise ConfigError(f"inject({population!r}): sign must be +1 (ON) or -1 (OFF), got {sign!r}")
+        if np.any(t < 0):
+            raise ConfigError(f"inject({population!r}): times must be >= 0 ms")
+        self.injections.setdefault(population, []).append((idx, t, np.full(idx.shape, float(sign))))
+
+    def clear_injections(self) -> None:
+        self.injections = {}
+
+    def _ext_values(self, name: str, n_trials: int) -> np.ndarray:
+        dt = self.circuit["spike.dt"]
+        steps = n_trials * self.clock.n_trial + 1
+        out = np.zeros((steps, self.layout.populations[name].width))
+        for idx, t, sgn in self.injections.get(name, []):
+            k = np.round(t / dt).astype(int)
+            keep = k < steps
+            out[k[keep], idx[keep]] = sgn[keep]
+        return out
+
     # -- building ---------------------------------------------------------------------
     @property
     def clock(self) -> TrialClock:
@@ -346,7 +381,8 @@ class SpikeNetwork(BrianWeights):
                           _steps(c["spike.t_window"], c["spike.dt"], "spike.t_window", ""))
 
     def spec(self, n_trials: int) -> dict:
-        return closed_loop_spec(self.circuit, self.models, n_trials, self.hooks.sorted_recordings())
+        return closed_loop_spec(self.circuit, self.models, n_trials, self.hooks.sorted_recordings(),
+                                sorted(self.injections))
 
     def runner(self, n_trials: int) -> BrianRunner:
         spec = self.spec(n_trials)
@@ -374,6 +410,8 @@ class SpikeNetwork(BrianWeights):
         out.update({f"{k}.values": v for k, v in z.items()})
         for name, p in self.layout.populations.items():
             out[f"stim_{name}.values"] = np.zeros((n, p.width))
+            if name in self.injections:
+                out[f"ext_{name}.values"] = np.zeros((n * self.clock.n_trial + 1, p.width))
         return out
 
     def _values(self, x: np.ndarray, y: np.ndarray, valid: np.ndarray, learn: bool, stim: dict) -> dict:
@@ -388,6 +426,8 @@ class SpikeNetwork(BrianWeights):
         for name, p in self.layout.populations.items():
             b = p.brian_name
             vals[f"stim_{name}.values"] = stim[name]
+            if name in self.injections:
+                vals[f"ext_{name}.values"] = self._ext_values(name, n)
             on, value = self.hooks.clamp_values(name)
             vals[f"{b}.clamp_on"], vals[f"{b}.clamp_value"] = on, value
             vals[f"{b}.s_rate"] = s
@@ -444,6 +484,9 @@ class SpikeNetwork(BrianWeights):
             if self.trials_per_run is None:
                 self.trials_per_run = n
             chunk = self.trials_per_run
+        if self.injections and n > chunk:
+            raise ConfigError(f"injected spikes are timed from the start of one run, but {n} trials run in runs of "
+                              f"{chunk}; pass trials_per_run >= {n}")
         acts: dict[str, list] = {}
         recs: dict[str, dict[str, list]] = {}
         t_offset = self._t_elapsed

@@ -2,17 +2,17 @@
 
 A protocol file is validated like a model file: an unknown key, a wrong type or an impossible
 value is a `ConfigError` naming the file and the key.  Protocols never import a Brian2 builder:
-they use `salspike.levels.make_level("spike", ...)` and the hooks of the network it wraps
-(stimulate, clamp, silence, inject, freeze, record).
+they use `salspike.levels.make_level("spike", ...)`, the level's hooks (silence, clamp, freeze)
+and the closed-loop network's forced spikes (`SpikeNetwork.inject`).
 
 ``pairing_window`` (protocols/pairing_window.toml): in a silent network, one presynaptic spike of
 ``pre`` = h^k and one top-down spike of hbar^{k+1} (reaching the apical compartment of ``post`` =
 h^{k+1} through Vbar^k) per pairing, at relative timings delta_t = t_topdown - t_pre, with the
 postsynaptic soma held below threshold; the change of W^k is the predicted heterosynaptic timing
 window.  All timings run in parallel on different presynaptic neurons (they share the top-down
-events of a postsynaptic neuron), plus an unpaired control (presynaptic spikes half an interval
-away from any top-down spike) that gives the timing-independent part of the rule (its baseline
-terms and decay).  Written: ``pairing_window.csv``, ``pairing_window.json``, ``pairing_window.pdf``
+events of a postsynaptic neuron), plus an unpaired control: the same presynaptic spikes in a
+run without top-down spikes, whose change is exactly the weight decay (a silent apical
+compartment gives W's heterosynaptic rule nothing to read).  Written: ``pairing_window.csv``, ``pairing_window.json``, ``pairing_window.pdf``
 and ``.png``.
 """
 
@@ -131,7 +131,7 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     if post != f"h{k + 1}":
         raise ConfigError(f"{src}: key 'post' = {post!r}: W{k} connects {pre} to h{k + 1}; set post = \"h{k + 1}\"")
     dt = circuit["spike.dt"]
-    tau = circuit["spike.tau_trace"]
+    tau = circuit["spike.tau_s"]
     timings = proto["timings_ms"]
     steps = [round(v / dt) for v in timings]
     if any(abs(s * dt - v) > 1e-9 for s, v in zip(steps, timings)):
@@ -140,93 +140,84 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     interval = proto["interval_ms"]
     if interval < 2 * span + 6 * tau:
         raise ConfigError(f"{src}: interval_ms = {interval} is too short: pairings overlap unless it is >= "
-                          f"2 max|delta_t| + 6 tau_trace = {2 * span + 6 * tau:g} ms")
+                          f"2 max|delta_t| + 6 tau_s = {2 * span + 6 * tau:g} ms")
     warm = round(proto["t_warmup_ms"] / dt) * dt
     margin = span + 5 * dt
     window = round((proto["pairings"] * interval + 2 * margin) / dt) * dt
-    c = circuit.with_overrides({"spike.repeats": 1, "spike.t_window": float(window), "spike.t_warmup": float(warm)},
-                               source=src)
+    c = circuit.with_overrides({"spike.t_window": float(window), "spike.t_settle": float(warm)}, source=src)
     w0 = init_weights(c) if weights is None else {n: np.asarray(v, dtype=np.float64) for n, v in weights.items()}
     d = c.widths
     post_idx = _indices(proto["post_neurons"], d[k + 1], "post_neurons", src)
     top_idx = _indices(proto["topdown_neurons"], c.downstream_widths[k + 1], "topdown_neurons", src)
     t_top = warm + margin + interval * np.arange(proto["pairings"])
-    slots = [("paired", v) for v in timings] + [("unpaired", None)]
+    slots = [("paired", v) for v in timings]
     width = d[k]
     rounds = math.ceil(len(slots) / width)
     name = f"W{k}"
 
-    results = []
-    counts_post = 0.0
-    kernel = T = None
-    vmax = None
-    for r in range(rounds):
-        chunk = slots[r * width:(r + 1) * width]
+    def run(chunk, topdown: bool):
+        """One protocol run: silent network, injected spikes, only W^k plastic; returns (dW, post spikes)."""
         level = make_level("spike", c, {n: v.copy() for n, v in w0.items()}, device=device)
         net = level.network
         try:
             for pop in net.layout.populations:
-                net.silence(pop)
+                level.silence(pop)
             if not proto["hold_soma"]:
-                net.unsilence(post)
+                level.unclamp(post)
             for g in GROUPS:
-                net.hooks.freeze(g)
-            net.hooks.unfreeze(name)
-            net.inject(f"hbar{k + 1}", np.repeat(top_idx, t_top.size), np.tile(t_top, top_idx.size))
+                level.freeze(g)
+            level.unfreeze(name)
+            if topdown:
+                net.inject(f"hbar{k + 1}", np.repeat(top_idx, t_top.size), np.tile(t_top, top_idx.size))
             for j, (kind, delta) in enumerate(chunk):
-                t_pre = t_top - delta if kind == "paired" else t_top + interval / 2
+                t_pre = t_top - delta if kind == "paired" else t_top
                 net.inject(pre, [j] * t_pre.size, t_pre)
-            vkey = net.record(post, "v", indices=[int(post_idx[0])]) if c["spike.tier"] == "two_compartment" else None
-            zeros_x, zeros_y = np.zeros((1, d[0])), np.zeros((1, d[-1]))
-            new = level.network.run_trials(zeros_x, zeros_y)[0]
-            kernel, T = net.last["kernel"][name], net.last["window_s"]
-            info = net.kernel_info[name]
-            E_L = net.models.parameters.get("two_compartment", {}).get("E_L")
-            counts_post += float(net.last["spike_counts"][post].sum())
-            if vkey:
-                v = net.recordings[vkey]["values"]
-                vmax = max(vmax or -1.0, float(v.max()))
+            new, acts = net.run_trials(np.zeros((1, d[0])), np.zeros((1, d[-1])))
+            post_spikes = float(np.abs(acts[post]).sum() * c["spike.rate_scale"] * c["spike.t_window"] * 1e-3)
         finally:
             level.close()
-        dW = new[name] - w0[name]
+        return new[name] - w0[name], post_spikes
+
+    results = []
+    counts_post = 0.0
+    for r in range(rounds):
+        chunk = slots[r * width:(r + 1) * width]
+        dW, n_post = run(chunk, topdown=True)
+        counts_post += n_post
         for j, (kind, delta) in enumerate(chunk):
             results.append({"kind": kind, "delta_t_ms": delta, "dW": dW[post_idx, j], "w": w0[name][post_idx, j]})
+    # the real unpaired control: the same presynaptic spikes with no top-down input at all
+    dW_control, _ = run([("unpaired", None)], topdown=False)
+    control = dW_control[post_idx, 0]
 
     coef = algorithm_plan(c).decay["W"]
-    # the timing-dependent part compares synapses with different initial weights: take the weight
-    # decay (-c w, known exactly) out before subtracting the unpaired control
-    control_entry = next(r for r in results if r["kind"] == "unpaired")
-    control = control_entry["dW"] + coef * control_entry["w"]
     vbar = w0.get(f"Vbar{k}", np.eye(d[k + 1], c.downstream_widths[k + 1]))
     b_top = vbar[:, top_idx].sum(axis=1)[post_idx]
-    r0, s = c["spike.baseline_rate"], c["spike.rate_scale"]
+    s = c["spike.rate_scale"]
     eta = c["eta.W"]
-    q, same_step = info["q"], info["same_step"]
-    unit = eta / (s * s * T * kernel)  # weight change per unit of tag
-    # rate level: the time-averaged rule eta * u * h - c w with the protocol's mean rates
+    T = c["spike.t_window"] * 1e-3
+    q = math.exp(-dt / tau)
+    delay_steps = round(c["spike.delay"] / dt)
+    # rate level: the time-averaged rule eta * (apical) * h - c w with the protocol's mean rates
     n = proto["pairings"]
-    h_pre = (n / T - r0) / s
-    u_post = (b_top * n / T - r0 * vbar.sum(axis=1)[post_idx]) / s
-    rate_dW = eta * u_post * h_pre - coef * w0[name][post_idx, 0]
-    top_steps = np.round(t_top / dt).astype(int)
+    h_pre = n / (s * T)
+    rate_dW = eta * (b_top * n / (s * T)) * h_pre - coef * w0[name][post_idx, 0]
+    top_steps = np.round(t_top / dt).astype(int) + delay_steps
 
-    def trace_sum(pre_times: np.ndarray) -> float:
-        """Closed form of the tag's pairing part per unit top-down weight: at each presynaptic spike
-        the causal rule reads the top-down trace, sum over earlier top-down spikes of q^lag (the
-        same step counts with weight 1 only if the top-down synapses write before W reads)."""
-        lags = np.round(pre_times / dt).astype(int)[:, None] - top_steps[None, :]
-        use = (lags >= 1) | ((lags == 0) & same_step)
-        return float(np.sum(np.where(use, q ** np.maximum(lags, 0), 0.0)))
+    def tag_per_unit(pre_times: np.ndarray) -> float:
+        """Closed form of W's tag per unit top-down weight: at each presynaptic spike (step m) the
+        rule reads the apical current, sum over top-down spikes arrived by then of
+        q^(m - arrival) / (s tau_s) (the top-down pathway writes before W reads in a step)."""
+        lags = np.round(pre_times / dt).astype(int)[:, None] + delay_steps - top_steps[None, :]
+        return float(np.sum(np.where(lags >= 0, q ** np.maximum(lags, 0), 0.0))) / (s * tau * 1e-3)
 
-    control_pairs = trace_sum(t_top + interval / 2)
+    unit = eta / (s * T)  # weight change per unit of tag
     live = np.abs(b_top) > 1e-12
     rows = []
     for r in results:
-        if r["kind"] == "unpaired":
-            continue
         lag = -round(r["delta_t_ms"] / dt)  # steps from the top-down spike to the presynaptic spike
-        per_unit = unit * (trace_sum(t_top - r["delta_t_ms"]) - control_pairs)
-        timing = r["dW"] + coef * r["w"] - control
+        per_unit = unit * tag_per_unit(t_top - r["delta_t_ms"])
+        timing = r["dW"] + coef * r["w"]  # the decay (-c w, exact) taken out
         order = "top-down first" if lag >= 1 else ("same step" if lag == 0 else "presynaptic first")
         rows.append({"delta_t_ms": r["delta_t_ms"], "order": order, "dW": float(np.mean(r["dW"])),
                      "dW_timing_per_unit_topdown": float(np.mean(timing[live] / b_top[live])),
@@ -237,15 +228,18 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     meta = {"protocol": src, "synapses": f"{name}: {pre} -> {post}", "topdown": f"hbar{k + 1}{list(map(int, top_idx))} "
             f"-> Vbar{k} -> apical of {post}", "post_neurons": list(map(int, post_idx)),
             "pairings": n, "interval_ms": interval, "window_s": T, "tier": c["spike.tier"],
-            "tau_trace_ms": tau, "kernel_Z_s": kernel, "baseline_rate_Hz": r0, "rate_scale_Hz": s, "eta_W": eta,
-            "dW_unpaired_control": float(np.mean(control_entry["dW"])), "decay_coefficient": coef, "postsynaptic_spikes": counts_post,
+            "tau_s_ms": tau, "delay_ms": c["spike.delay"], "rate_scale_Hz": s, "eta_W": eta,
+            "hold_soma": proto["hold_soma"],
+            "dW_unpaired_control": float(np.mean(control)),
+            "dW_unpaired_control_minus_decay_max": float(np.max(np.abs(control + coef * w0[name][post_idx, 0]))),
+            "decay_coefficient": coef, "postsynaptic_spikes": counts_post,
             "topdown_weight_per_post_neuron": [float(v) for v in b_top],
-            "per_unit_topdown": "dW_timing divided by the summed top-down (Vbar) weight of the stimulated "
-                                "hbar neurons onto each postsynaptic neuron, averaged over postsynaptic neurons",
+            "per_unit_topdown": "dW (decay taken out) divided by the summed top-down (Vbar) weight of the "
+                                "stimulated hbar neurons onto each postsynaptic neuron, averaged over them",
             "delta_t": "t_topdown - t_pre (ms); negative: the top-down input comes first",
-            "rule": "causal heterosynaptic: a presynaptic spike reads the apical trace of the top-down input"}
-    if vmax is not None and E_L is not None:
-        meta["max_somatic_depolarisation_mV"] = (vmax - float(E_L)) * 1e3
+            "unpaired control": "the same presynaptic spikes in a run without any top-down spike",
+            "rule": "causal heterosynaptic: a presynaptic spike reads the apical current of its target "
+                    "(the filtered top-down input; no postsynaptic spike needed)"}
     files = [_write_csv(out / "pairing_window.csv", rows)]
     (out / "pairing_window.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     files.append(out / "pairing_window.json")
@@ -272,10 +266,9 @@ def _format(rows, meta) -> str:
         lines.append(f"{r['delta_t_ms']:>12g} {r['order']:>18s} {r['dW']:>12.4g} "
                      f"{r['dW_timing_per_unit_topdown']:>12.4g} {r['predicted_per_unit_topdown']:>12.4g} "
                      f"{r['dW_rate_level']:>12.4g}")
-    lines.append(f"unpaired control dW = {meta['dW_unpaired_control']:.4g}; postsynaptic spikes during the protocol: "
-                 f"{meta['postsynaptic_spikes']:g}")
-    if "max_somatic_depolarisation_mV" in meta:
-        lines.append(f"largest somatic depolarisation above E_L: {meta['max_somatic_depolarisation_mV']:.2f} mV")
+    lines.append(f"unpaired control (no top-down spikes) dW = {meta['dW_unpaired_control']:.4g} (beyond the decay: "
+                 f"{meta['dW_unpaired_control_minus_decay_max']:.2g}); postsynaptic spikes: {meta['postsynaptic_spikes']:g} "
+                 f"(soma {'held below threshold' if meta['hold_soma'] else 'free to fire'})")
     return "\n".join(lines)
 
 
@@ -297,12 +290,12 @@ def _figure(out: Path, rows, meta) -> list[Path]:
            title="Total change of W")
     a1.legend(frameon=False, fontsize=7)
     a2.plot(dt, [r["predicted_per_unit_topdown"] for r in rows], "-", color=OKABE_ITO[1], lw=1.2,
-            label="closed form (q^lag)")
+            label="closed form (exp(-lag / tau_s))")
     a2.plot(dt, [r["dW_timing_per_unit_topdown"] for r in rows], "o", color=OKABE_ITO[5], ms=4,
-            label="spike level - unpaired control")
+            label="spike level (decay taken out)")
     a2.axvline(0, color="0.7", lw=0.8)
-    a2.set(xlabel="delta t = t_topdown - t_pre (ms)", ylabel="timing-dependent dW per unit top-down weight",
-           title=f"Heterosynaptic window (tau_trace = {meta['tau_trace_ms']:g} ms)")
+    a2.set(xlabel="delta t = t_topdown - t_pre (ms)", ylabel="dW per unit top-down weight",
+           title=f"Heterosynaptic window (tau_s = {meta['tau_s_ms']:g} ms)")
     a2.legend(frameon=False, fontsize=7)
     paths = save_figure(fig, out / "pairing_window")
     plt.close(fig)
