@@ -269,3 +269,51 @@ def test_spike_level_trains_on_digits_and_records(tmp_path):
     assert summary["final_test_accuracy"] > 0.2  # chance is 0.1
     rec = np.load(out / "recordings" / "epoch_001.npz")
     assert rec["h1_spikes_t"].size > 100 and rec["h1_spikes_i"].max() < 30
+
+
+# --------------------------------------------------------------------------- tier two_compartment
+
+
+def test_two_compartment_calibration_holds_at_held_out_points(small_circuit_path, tmp_path):
+    """`salspike calibrate`'s table (a reduced grid, 3 s per point in CI; the full grid is a
+    recorded result) predicts the LIF neuron's rate at the held-out centres of its grid cells
+    within max(1 Hz, 3 SE).  Catches: a table written with the wrong axes order (interpolation
+    then misses), and a model file overwritten or left without its calibration."""
+    from salspike.brian.calibrate import calibrate_model_file
+
+    out = tmp_path / "cal.toml"
+    check = calibrate_model_file(small_circuit_path, out, grid=([0.0, 0.5, 1.0, 1.5], [0.25, 0.75, 1.25]),
+                                 t_measure_s=3.0)
+    print(check)
+    assert check["within"] == check["points"]
+    c = Circuit.load(out)
+    assert c["spike.tier"] == "two_compartment" and len(c["spike.calibration"]) == 12
+    rates = np.array(c["spike.calibration"])[:, 2]
+    assert rates.max() > 10 and rates.min() < 1  # the grid spans silence to firing
+
+
+def test_two_compartment_network_runs_closed_loop(small_circuit):
+    """The two_compartment tier in the closed loop: hidden LIF neurons fire from their basal input
+    only, W's tag reads the apical dendrite's own voltage v_d (not the soma, not an abstract
+    trace), and silencing still propagates.  Catches: W's factor pointing at the soma or the
+    current I_ap instead of v_d (the closed form from recorded v_d at presynaptic spikes)."""
+    c = small_circuit.with_overrides({**SHORT, "spike.tier": "two_compartment", "spike.rate_scale": 100.0,
+                                      "spike.t_window": 40.0})
+    w0 = init_weights(c)
+    net = SpikeNetwork(c, w0, device="runtime", seed=2)
+    k_sp = net.record("h0", "spikes")
+    k_vd = net.record("h1", "v_d")
+    k_tag = net.record("W0", "tag")
+    x, y = np.random.default_rng(1).uniform(0.5, 1.0, (1, 8)), np.eye(3)[[1]]
+    net.run_trials(x, y)
+    rec = net.recordings
+    steps = np.round(rec[k_sp]["t"] / c["spike.dt"]).astype(int)
+    vd, tags = rec[k_vd]["values"], rec[k_tag]["values"]
+    W = w0["W0"]
+    clock = net.clock
+    tag_end = np.zeros(W.shape)
+    for m, j in zip(steps, rec[k_sp]["i"]):
+        if clock.n_settle <= m < clock.n_trial:
+            tag_end[:, j] += vd[m, :]
+    assert np.abs(tag_end).max() > 0
+    np.testing.assert_allclose(tags[clock.n_trial - 1].reshape(W.shape[1], W.shape[0]).T, tag_end, atol=1e-9)

@@ -117,7 +117,7 @@ def closed_loop_spec(circuit: Circuit, models: SpikeModels, n_trials: int, recor
         raise ConfigError(f"{src}: spike.t_window must be at least one step (spike.dt = {dt} ms)")
     pops = {}
     for name, p in layout.populations.items():
-        n = models.neuron(p.role, plan.downstream_nonlinearity, c["loss"])
+        n = models.neuron(p.role, plan.downstream_nonlinearity, c["loss"], c["spike.tier"])
         ext_steps = n_trials * clock.n_trial + 1 if name in injected else 0
         pops[name] = {"brian_name": p.brian_name, "n": p.width, "role": p.role, "ext_steps": ext_steps, **n}
     order = {}  # topological index of each population (only u-driving edges matter, see SPIKE_SCHEDULE)
@@ -155,7 +155,8 @@ def closed_loop_spec(circuit: Circuit, models: SpikeModels, n_trials: int, recor
                         "shape": [err.width, err.width], "connect": "dense", "plastic": False, "group": "norm",
                         "order": 0}
     recs = [dataclasses.asdict(r) for r in recordings]
-    return {"kind": "spike", "tier": c["spike.tier"], "method": models.method, "dt_ms": dt,
+    params = {k: repr(v) for k, v in models.parameters(c["spike.tier"]).items()} if c["spike.tier"] != "poisson" else {}
+    return {"kind": "spike", "tier": c["spike.tier"], "parameters": params, "method": models.method, "dt_ms": dt,
             "clock": dataclasses.asdict(clock), "n_trials": int(n_trials), "delay_ms": float(c["spike.delay"]),
             "populations": pops, "synapses": syns, "recordings": recs,
             "consolidate": models.synapses["consolidate"],
@@ -172,8 +173,9 @@ def _seed_code() -> str:
             "    for (int _i=0; _i<%d; _i++) brian::_random_generators[_i].seed(_v + _i); } }" % (SEED_ENV, n))
 
 
-def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly:
-    """Create the Brian2 objects of a closed-loop spec (under the selected device)."""
+def _assemble(spec: dict, template: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> NetworkAssembly:
+    """Create the Brian2 objects of a closed-loop spec (under the selected device); ``parameters``:
+    the tier's constants (Brian2 quantities)."""
     import brian2
 
     dt = spec["dt_ms"]
@@ -197,9 +199,13 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray]) -> NetworkAssembly
     for name, p in spec["populations"].items():
         stim = asm.timed_array(f"stim_{name}", tmpl(f"stim_{name}.values", (n, p["n"])), T)
         ext = asm.timed_array(f"ext_{name}", tmpl(f"ext_{name}.values", (max(p["ext_steps"], 1), p["n"])), dt)
+        extra = {"refractory": p["refractory"]} if p["refractory"] else {}
         g = brian2.NeuronGroup(p["n"], p["equations"], threshold=p["threshold"], reset=p["reset"],
-                               method=spec["method"], name=p["brian_name"],
-                               namespace={**shared, "stim": stim, "ext": ext}, clock=asm.clock)
+                               method=p["method"] or spec["method"], name=p["brian_name"],
+                               namespace={**shared, **parameters, "stim": stim, "ext": ext}, clock=asm.clock,
+                               **extra)
+        if "E_L" in parameters and "v" in g.variables:
+            g.v = parameters["E_L"]
         asm.neurons[p["brian_name"]] = g
         groups[p["brian_name"]] = g
         # per-trial spike counts of the window: sampled at each trial's end, then cleared
@@ -306,10 +312,9 @@ class SpikeNetwork(BrianWeights):
     def _set_circuit(self, circuit: Circuit) -> None:
         plan = algorithm_plan(circuit)
         src = circuit.source
-        if circuit["spike.tier"] != "poisson":
-            raise ConfigError(f"{src}: spike.tier = {circuit['spike.tier']!r} is not part of the closed-loop spiking "
-                              "network yet (only 'poisson', linear-nonlinear-Poisson neurons); set spike.tier = "
-                              "\"poisson\"")
+        if circuit["spike.tier"] not in ("poisson", *self.models.tiers):
+            raise ConfigError(f"{src}: spike.tier = {circuit['spike.tier']!r} has no neuron model in "
+                              f"{self.models.source}; tiers: poisson, {', '.join(self.models.tiers)}")
         if plan.wbar_mode in ("tied", "mirror"):
             raise ConfigError(f"{src}: algorithm {circuit['algorithm']!r} needs weight transport or a mirror phase, "
                               "which no local spiking synapse expresses; the spike level runs sal, fa and kp")
@@ -386,7 +391,8 @@ class SpikeNetwork(BrianWeights):
 
     def runner(self, n_trials: int) -> BrianRunner:
         spec = self.spec(n_trials)
-        runner = BrianRunner(self.device, lambda template, spec=spec: _assemble(spec, template), spec,
+        params = self.models.parameters(self.circuit["spike.tier"]) if self.circuit["spike.tier"] != "poisson" else {}
+        runner = BrianRunner(self.device, lambda template, spec=spec: _assemble(spec, template, params), spec,
                              kind="spike", build_dir=self.build_dir, compile_jobs=self.compile_jobs,
                              cuda_options=self.cuda_options, codegen_target=self.codegen_target,
                              profile=self.profile)

@@ -38,17 +38,38 @@ class SpikeModels:
     downstream_nonlinearity: dict
     losses: dict
     synapses: dict
+    tiers: dict
 
-    def neuron(self, role: str, d_d: str = "identity", loss: str = "mse") -> dict:
-        """Equations, threshold, reset and signedness of a population role, placeholders filled."""
-        p = self.populations[role]
+    def neuron(self, role: str, d_d: str = "identity", loss: str = "mse", tier: str = "poisson") -> dict:
+        """Equations, threshold, reset, refractoriness and signedness of a population role in a
+        tier, placeholders filled (tier two_compartment changes the upstream hidden neurons only)."""
+        p = self.populations[f"{role}_{tier}" if f"{role}_{tier}" in self.populations else role]
         eqs = p["equations"].replace("{D_d}", self.downstream_nonlinearity[d_d])
         extra = ""
         if role == "error":
             eqs = eqs.replace("{loss}", self.losses[loss]["error"])
             extra = self.losses[loss].get("extra", "")
         return {"equations": eqs.strip() + ("\n" + extra if extra else "") + "\n", "threshold": p["threshold"],
-                "reset": p["reset"], "signed": bool(p["signed"])}
+                "reset": p["reset"], "signed": bool(p["signed"]), "refractory": p.get("refractory"),
+                "method": p.get("method")}
+
+    def parameters(self, tier: str) -> dict:
+        """The tier's constants as Brian2 quantities (the namespace of its neurons)."""
+        from .equations import parse_quantity
+
+        raw = self.tiers.get(tier, {}).get("parameters", {})
+        return {k: parse_quantity(v, self.source, f"tiers.{tier}.parameters.{k}") for k, v in raw.items()}
+
+    def calibration(self, tier: str) -> dict:
+        """The calibration grid of a tier ([tiers.<tier>.calibration])."""
+        from .equations import parse_quantity
+
+        cal = self.tiers.get(tier, {}).get("calibration")
+        if cal is None:
+            raise ConfigError(f"{self.source}: tier {tier!r} has no [tiers.{tier}.calibration] table")
+        return {"mu": [float(v) for v in cal["mu"]], "sigma": [float(v) for v in cal["sigma"]],
+                "t_measure": parse_quantity(cal["t_measure"], self.source, "t_measure"),
+                "t_warmup": parse_quantity(cal["t_warmup"], self.source, "t_warmup")}
 
     def factor(self, group: str, options: Mapping[str, str]) -> str:
         """The postsynaptic quantity group's tag samples at each presynaptic spike."""
@@ -89,10 +110,13 @@ def load_spike_models(path: str | Path | None = None) -> SpikeModels:
             fail(source, f"synapses.{group}", "needs 'target' (the current it drives) and 'factor' (per variant)")
     models = SpikeModels(source=source, method=str(data["method"]), populations=pops,
                          downstream_nonlinearity=dict(data["downstream_nonlinearity"]), losses=dict(data["loss"]),
-                         synapses=syn)
+                         synapses=syn, tiers=dict(data.get("tiers", {})))
     for role in ROLES:
         for d_d in models.downstream_nonlinearity:
             for loss in models.losses:
-                parse_equations(source, f"populations.{role}", models.neuron(role, d_d, loss)["equations"])
+                for tier in ("poisson", *models.tiers):
+                    parse_equations(source, f"populations.{role}", models.neuron(role, d_d, loss, tier)["equations"])
+    for tier in models.tiers:
+        models.parameters(tier)
     parse_equations(source, "synapses.model", syn["model"])
     return models

@@ -97,3 +97,35 @@ def positive_probability(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
     mu, sigma = np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float)
     return np.where(sigma > 0, ndtr(mu / np.where(sigma > 0, sigma, 1.0)), (mu > 0).astype(float))
+
+
+class CalibratedTransfer:
+    """A measured transfer function: mean activity (rate / s) at input mean mu and sd sigma,
+    bilinear between the grid points of ``rows`` = [[mu, sigma, rate_Hz], ...] (the grid
+    `salspike calibrate` writes), clamped at the grid's edges."""
+
+    def __init__(self, rows, rate_scale_hz: float, source: str = "spike.calibration"):
+        from ..errors import ConfigError
+
+        arr = np.asarray(rows, dtype=float)
+        if arr.ndim != 2 or arr.shape[1] != 3 or not np.all(np.isfinite(arr)):
+            raise ConfigError(f"{source}: expected rows [mu, sigma, rate_Hz]; re-run `salspike calibrate`")
+        self.mu, self.sigma = np.unique(arr[:, 0]), np.unique(arr[:, 1])
+        if len(arr) != self.mu.size * self.sigma.size or self.mu.size < 2 or self.sigma.size < 2:
+            raise ConfigError(f"{source}: the rows do not fill a (mu, sigma) grid; re-run `salspike calibrate`")
+        grid = np.full((self.mu.size, self.sigma.size), np.nan)
+        grid[np.searchsorted(self.mu, arr[:, 0]), np.searchsorted(self.sigma, arr[:, 1])] = arr[:, 2]
+        self.rate_hz = grid
+        self.scale = float(rate_scale_hz)
+
+    def __call__(self, mu, sigma) -> np.ndarray:
+        from scipy.interpolate import RegularGridInterpolator
+
+        f = RegularGridInterpolator((self.mu, self.sigma), self.rate_hz, bounds_error=False, fill_value=None)
+        m = np.clip(np.asarray(mu, float), self.mu[0], self.mu[-1])
+        s = np.clip(np.asarray(sigma, float), self.sigma[0], self.sigma[-1])
+        return f(np.stack([m, s], axis=-1)) / self.scale
+
+    def gain(self, mu, sigma, h: float = 1e-3) -> np.ndarray:
+        """d(activity)/d(mu), by central differences (linear response of the rate)."""
+        return (self(np.asarray(mu) + h, sigma) - self(np.asarray(mu) - h, sigma)) / (2 * h)

@@ -86,8 +86,11 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "rate.device": (str, ("runtime", "cpp_standalone", "cuda_standalone"), "runtime", "Brian2 device"),
     # spike level
     "spike.tier": (str, ("poisson", "two_compartment"), "poisson",
-                   "neuron tier of the closed-loop spiking level: poisson = linear-nonlinear-Poisson "
-                   "(two_compartment is not closed-loop yet and is refused)"),
+                   "neuron tier of the closed-loop spiking level: poisson = linear-nonlinear-Poisson; "
+                   "two_compartment = LIF soma with adaptation and an apical dendrite for the hidden neurons"),
+    "spike.calibration": ((list, type(None)), None, None,
+                          "two_compartment transfer function: rows [mu, sigma, rate_Hz] on a grid "
+                          "(written by `salspike calibrate`)"),
     "spike.rate_scale": (_F, None, 20.0, "Hz per unit of activity (s: a neuron at r Hz carries a = r / s)"),
     "spike.tau_s": (_F, None, 20.0, "ms, time constant of the synaptic currents (LNP input filter)"),
     "spike.tau_readout": (_F, None, 20.0, "ms, time constant of the error module's trace of the output spikes"),
@@ -96,9 +99,10 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "spike.t_window": (_F, None, 500.0, "ms, plasticity and read-out window after the settling time"),
     "spike.delay": (_F, None, 0.0, "ms, synaptic delay of every synapse (0: effect in the same step)"),
     "spike.dt": (_F, None, 0.25, "ms, integration step of the spiking network"),
-    "spike.matched_transfer": (str, ("relu", "lnp"), "relu",
-                               "matrix level: hidden transfer ReLU (paper) or the mean rate of the spike "
-                               "level's LNP neurons, mu Phi(mu/sigma) + sigma phi(mu/sigma) (docs/spike_network.md)"),
+    "spike.matched_transfer": (str, ("relu", "lnp", "calibrated"), "relu",
+                               "matrix level: hidden transfer ReLU (paper), the mean rate of the spike "
+                               "level's LNP neurons mu Phi(mu/sigma) + sigma phi(mu/sigma), or the two_compartment "
+                               "neurons' calibrated table spike.calibration (docs/spike_network.md)"),
     "spike.matched_count_noise": (bool, None, False,
                                   "matrix level with matched_transfer = lnp: add to every activity the "
                                   "spike-count noise of the spike level's window (variance |a| / (s T))"),

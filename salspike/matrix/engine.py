@@ -15,8 +15,9 @@ import dataclasses
 import numpy as np
 
 from ..circuit import Circuit, Hooks, algorithm_plan, check_weights, circuit_layout, group_of, init_weights
-from ..circuit.functions import error_signal, input_variance, lnp_rate, positive_probability, relu
-from ..errors import DivergenceError, ShapeError
+from ..circuit.functions import (CalibratedTransfer, error_signal, input_variance, lnp_rate, positive_probability,
+                                 relu)
+from ..errors import ConfigError, DivergenceError, ShapeError
 from . import rules
 
 
@@ -86,8 +87,21 @@ class MatrixNetwork:
 
     @property
     def matched(self) -> bool:
-        """The spike level's matched rate model (``spike.matched_transfer = "lnp"``) is in use."""
-        return self.circuit["spike.matched_transfer"] == "lnp"
+        """The spike level's matched rate model (``spike.matched_transfer`` lnp or calibrated) is in use."""
+        return self.circuit["spike.matched_transfer"] != "relu"
+
+    def _transfer(self, mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean activity, linear-response gain) of a hidden neuron of the matched rate model."""
+        if self.circuit["spike.matched_transfer"] == "lnp":
+            return lnp_rate(mu, sigma), positive_probability(mu, sigma)
+        if getattr(self, "_table", None) is None:
+            cal = self.circuit["spike.calibration"]
+            if cal is None:
+                raise ConfigError(f"{self.circuit.source}: spike.matched_transfer = 'calibrated' needs "
+                                  "spike.calibration; run `salspike calibrate --model FILE` first")
+            self._table = CalibratedTransfer(cal, self.circuit["spike.rate_scale"], f"{self.circuit.source}: "
+                                             "spike.calibration")
+        return self._table(mu, sigma), self._table.gain(mu, sigma)
 
     def _sigma(self, W: np.ndarray, a_pre: np.ndarray, var_pre: np.ndarray | None = None) -> np.ndarray:
         c = self.circuit
@@ -144,8 +158,9 @@ class MatrixNetwork:
                 h.append(pre)
             elif self.matched:
                 sigma = self._sigma(W, h[k], var_pre)
-                h.append(lnp_rate(pre, sigma))
-                var_pre = (positive_probability(pre, sigma) * sigma) ** 2
+                mean, gain = self._transfer(pre, sigma)
+                h.append(mean)
+                var_pre = (gain * sigma) ** 2
             else:
                 h.append(relu(pre))
         return h, a
