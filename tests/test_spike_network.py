@@ -49,7 +49,8 @@ def test_currents_tags_and_consolidation_equal_their_closed_form(small_circuit):
     """Catches: a wrong synaptic jump (w / (s tau_s)), a wrong filter, a tag that samples the wrong
     postsynaptic quantity or outside the window, and a wrong consolidation (eta tag / (s T) - c w).
     The closed forms are recomputed in numpy from the recorded spike trains."""
-    c = small_circuit.with_overrides({**SHORT, "gamma": 0.01, "spike.rate_scale": 100.0, "spike.t_window": 40.0})
+    c = small_circuit.with_overrides({**SHORT, "gamma": 0.01, "spike.rate_scale": 100.0, "spike.t_settle": 60.0,
+                                      "spike.t_window": 40.0})
     rng = np.random.default_rng(1)
     w0 = init_weights(c)
     net = SpikeNetwork(c, w0, device="runtime", seed=3)
@@ -75,6 +76,8 @@ def test_currents_tags_and_consolidation_equal_their_closed_form(small_circuit):
     apical = rec[k_ap]["values"]
     tags = rec[k_tag]["values"]  # (n_steps, 48): synapse order of dense_indices (pre-major)
     in_window = (steps >= clock.n_settle) & (steps < clock.n_trial)
+    settle_reads = apical[steps[~in_window & (steps < clock.n_settle)]]
+    assert np.abs(settle_reads).max() > 0, "the settling period must hold apical input (or the gate is untested)"
     tag_end = np.zeros(W.shape)
     for m, j in zip(steps[in_window], spikes_i[in_window]):
         tag_end[:, j] += apical[m, :]
