@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from .circuit import GROUPS, SCHEMA, Circuit, parse_value, read_toml_file
-from .circuit.schema import did_you_mean, flatten_tables
+from .circuit.schema import ONE_RATE_ALGORITHMS, did_you_mean, flatten_tables
 from .console import note, progress
 from .errors import ConfigError, DivergenceError
 from .resources import resolve
@@ -339,7 +339,10 @@ def point_overrides(base: Circuit, point: dict) -> dict:
     """Model overrides of one grid point (``eta_scale`` multiplies the four learning rates)."""
     over = {k: v for k, v in point.items() if k not in EXTRA_GRID_KEYS}
     if "eta_scale" in point:
+        one_rate = point.get("algorithm", base["algorithm"]) in ONE_RATE_ALGORITHMS
         for g in GROUPS:
+            if g == "Wbar" and one_rate and "eta.Wbar" not in base.explicit and "eta.Wbar" not in point:
+                continue  # kp/wm train Wbar at eta.W; scaling an unset eta.Wbar would set it explicitly
             over[f"eta.{g}"] = over.get(f"eta.{g}", base[f"eta.{g}"]) * float(point["eta_scale"])
     return over
 

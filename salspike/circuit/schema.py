@@ -25,6 +25,8 @@ from ..errors import ConfigError
 GROUPS = ("W", "Wbar", "V", "Vbar")
 ALGORITHMS = ("sal", "bp", "fa", "kp", "wm")
 RULES = ("equations", "algorithm1")
+#: baselines that train Wbar at W's rate (eta.Wbar = eta.W): Kolen-Pollack and weight mirrors
+ONE_RATE_ALGORITHMS = ("kp", "wm")
 
 # key -> (type(s), allowed values or None, default, one-line doc).  Dotted keys are tables.
 _F = (int, float)
@@ -188,10 +190,13 @@ def parse_value(text: str) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Circuit:
-    """A validated, resolved circuit.  `params` maps every SCHEMA key to its value."""
+    """A validated, resolved circuit.  `params` maps every SCHEMA key to its value; `explicit` holds
+    the keys that a model file, a dict or an override set (the rest are schema defaults), so that a
+    setting the chosen algorithm would override can be refused instead of ignored."""
 
     params: dict[str, Any]
     source: str = "<defaults>"
+    explicit: frozenset = frozenset()
 
     # ----- construction -------------------------------------------------------------
     @classmethod
@@ -203,7 +208,7 @@ class Circuit:
                 raise ConfigError(f"{source}: unknown key '{key}'.{did_you_mean(key)} "
                                   "`salspike model show` lists every key")
             params[key] = _check_type(key, value, source)
-        return cls._validated(params, source)
+        return cls._validated(params, source, frozenset(flat))
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "Circuit":
@@ -218,7 +223,7 @@ class Circuit:
                 raise ConfigError(f"{source}: unknown key '{key}'.{did_you_mean(key)} "
                                   "`salspike model show` lists every key")
             params[key] = _check_type(key, value, source)
-        return self._validated(params, f"{self.source} with {source}")
+        return self._validated(params, f"{self.source} with {source}", self.explicit | frozenset(overrides))
 
     def with_io_widths(self, input_width: int, output_width: int) -> "Circuit":
         """Fill 'auto' input/output widths (from a dataset); a fixed width must match."""
@@ -233,7 +238,7 @@ class Circuit:
         return self.with_overrides(over, "dataset") if over else self
 
     @classmethod
-    def _validated(cls, params: dict, source: str) -> "Circuit":
+    def _validated(cls, params: dict, source: str, explicit: frozenset = frozenset()) -> "Circuit":
         hidden = params["hidden"]
         if hidden is None:
             raise ConfigError(f"{source}: key 'hidden' is required (upstream hidden widths, e.g. [200, 200, 200])")
@@ -266,7 +271,8 @@ class Circuit:
             if params[key] <= 0:
                 raise ConfigError(f"{source}: '{key}' must be > 0 ms, got {params[key]}")
         needs_square = params["algorithm"] != "sal"
-        circuit = cls(params=params, source=source)
+        _refuse_ignored_wbar_rate(params, explicit, source)
+        circuit = cls(params=params, source=source, explicit=explicit)
         if needs_square and circuit._dbar_hidden() != list(hidden):
             raise ConfigError(f"{source}: algorithm '{params['algorithm']}' fixes V = Vbar = I, which needs "
                               "downstream widths equal to upstream widths; set downstream_ratio = 1")
@@ -338,9 +344,13 @@ class Circuit:
         return shapes
 
     def to_dict(self) -> dict:
-        """Nested dict (TOML layout) of every resolved parameter."""
+        """Nested dict (TOML layout) of every resolved parameter; for kp and wm, eta.Wbar is the
+        rate they use (eta.W), so a written model file reads back as the same circuit."""
         out: dict[str, Any] = {}
-        for key, value in self.params.items():
+        params = dict(self.params)
+        if params["algorithm"] in ONE_RATE_ALGORITHMS:
+            params["eta.Wbar"] = params["eta.W"]
+        for key, value in params.items():
             node = out
             *tables, leaf = key.split(".")
             for t in tables:
@@ -372,6 +382,16 @@ class Circuit:
                 "downstream_widths": dbar}
         circuit = cls.from_dict(data, source="<weights file>")
         return circuit.with_overrides(overrides) if overrides else circuit
+
+
+def _refuse_ignored_wbar_rate(params: dict, explicit: frozenset, source: str) -> None:
+    """KP and WM train Wbar at eta.W (one rate, Akrout et al. 2019): an explicitly set eta.Wbar that
+    differs would be silently replaced, so it is a ConfigError naming the fix."""
+    algo = params["algorithm"]
+    if algo in ONE_RATE_ALGORITHMS and "eta.Wbar" in explicit and params["eta.Wbar"] != params["eta.W"]:
+        raise ConfigError(f"{source}: algorithm '{algo}' trains Wbar at eta.W = {params['eta.W']:g}, but eta.Wbar = "
+                          f"{params['eta.Wbar']:g} is set explicitly; set eta.Wbar = {params['eta.W']:g} "
+                          f"(--set eta.Wbar={params['eta.W']:g}) or leave it out of the model")
 
 
 def dump_toml(data: dict, _prefix: str = "") -> str:
