@@ -52,8 +52,9 @@ EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "te
 #: epoch metrics that exist only when the sweep holds out a validation split (``val_size``)
 VAL_METRICS = ("val_loss", "val_accuracy")
 #: per-layer metrics of metrics.jsonl (``layers``), collected as ``<name>_layer<k>``
-LAYER_METRICS = ("delta_angle", "dW_angle", "H_min_eig", "erank_WWT", "erank_H", "lemma1_distance",
-                 "Wbar_WT_angle")
+LAYER_METRICS = ("delta_angle", "delta_H_angle", "dW_angle", "H_min_eig", "H_cond", "erank_WWT", "erank_H",
+                 "lemma1_distance", "lemma1_normalised", "Wbar_WT_angle", "Wbar_transport_angle",
+                 "rel_change_W", "rel_change_Wbar", "rel_change_V", "rel_change_Vbar")
 DEFAULT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "delta_angle")
 #: grid keys that are not model keys
 EXTRA_GRID_KEYS = ("eta_scale",)
