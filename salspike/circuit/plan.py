@@ -22,7 +22,8 @@ class Plan:
     plastic: the groups with a plasticity rule; identity_interstream: V = Vbar = I and fixed;
     wbar_mode: "plastic" (Eq. 7), "fixed", "tied" (= W^T, weight transport) or "mirror";
     downstream_nonlinearity: D_d; eta: learning rate per group; decay: per group, the
-    coefficient c of the decay term -c w (see `decay_coefficient`)."""
+    coefficient c of the decay term -c w (see `decay_coefficient`; 0 for groups outside
+    ``decay_groups``)."""
 
     plastic: frozenset
     identity_interstream: bool
@@ -64,5 +65,6 @@ def algorithm_plan(circuit: Circuit) -> Plan:
         identity = True
         dd = "relu_jacobian" if circuit["upstream_nonlinearity"] == "relu" else "identity"
     decay_kind = circuit.rule_options["decay"]
-    decay = {g: decay_coefficient(eta[g], circuit["gamma"], decay_kind) for g in eta}
+    decay = {g: decay_coefficient(eta[g], circuit["gamma"], decay_kind) if g in circuit["decay_groups"] else 0.0
+             for g in eta}
     return Plan(plastic, identity, mode, dd, eta, decay)

@@ -54,6 +54,9 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "algorithm": (str, ALGORITHMS, "sal", "sal, or a baseline as a setting of the same circuit (Sec. 4, Table 2)"),
     "plastic": (list, None, list(GROUPS), "which of W, Wbar, V, Vbar learn (Fig. 4 ablations)"),
     "gamma": (_F, None, 0.0, "regularisation strength gamma (R_i = weight decay)"),
+    "decay_groups": (list, None, list(GROUPS), "groups whose weights decay (-gamma w): all four as in Eqs. 5-8 "
+                     "(paper), or e.g. [\"W\", \"Wbar\"] to decay W and Wbar but not V, Vbar as in Kolen-Pollack "
+                     "(extension)"),
     "eta.W": (_F, None, 0.01, "learning rate of W"),
     "eta.Wbar": (_F, None, 0.0001, "learning rate of Wbar"),
     "eta.V": (_F, None, 0.0001, "learning rate of V"),
@@ -62,6 +65,9 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "init.Wbar": (_F, None, 1.0, "Wbar^k init gain"),
     "init.V": (_F, None, 1.0, "V^k init gain"),
     "init.Vbar": (_F, None, 1.0, "Vbar^k init gain"),
+    "init.rescale_with_downstream": (bool, None, False, "divide V^k's gain by sqrt(dbar_k / d_k), so that |V^k h^k| "
+                                     "does not grow with the downstream ratio (extension; the paper states no "
+                                     "initialisation)"),
     "modulation_alpha": (_F, None, 0.0, "short-term modulation h^k <- h^k + alpha Vbar^{k-1} hbar^k (Sec. 2.3)"),
     "wm.noise_std": (_F, None, 1.0, "weight mirror: std of the noise injected in mirror mode"),
     "wm.batch": (int, None, 64, "weight mirror: noise samples per mirror step"),
@@ -257,9 +263,10 @@ class Circuit:
                                   f"(one per hidden layer), got {dw!r}")
         if params["downstream_ratio"] <= 0:
             raise ConfigError(f"{source}: 'downstream_ratio' must be > 0, got {params['downstream_ratio']}")
-        bad = [g for g in params["plastic"] if g not in GROUPS]
-        if bad:
-            raise ConfigError(f"{source}: 'plastic' has unknown groups {bad}; allowed: {list(GROUPS)}")
+        for key in ("plastic", "decay_groups"):
+            bad = [g for g in params[key] if g not in GROUPS]
+            if bad:
+                raise ConfigError(f"{source}: '{key}' has unknown groups {bad}; allowed: {list(GROUPS)}")
         for key in ("gamma", "eta.W", "eta.Wbar", "eta.V", "eta.Vbar", "wm.noise_std"):
             if params[key] < 0:
                 raise ConfigError(f"{source}: '{key}' must be >= 0, got {params[key]}")

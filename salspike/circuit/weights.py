@@ -28,8 +28,10 @@ def group_of(name: str) -> tuple[str, int]:
 
 
 def init_weights(circuit: Circuit, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-    """w ~ N(0, (gain / sqrt(fan_in))^2) per group (gain = ``init.<group>``); the identity where
-    the algorithm fixes V = Vbar = I; Wbar = W^T for bp."""
+    """w ~ N(0, (gain / sqrt(fan_in))^2) per group (gain = ``init.<group>``); with
+    ``init.rescale_with_downstream``, V^k ~ N(0, (gain / sqrt(dbar_k))^2) (gain / sqrt(fan_in) divided by
+    sqrt(dbar_k / d_k)), so |V^k h^k| ~ gain |h^k| at any downstream ratio; the identity where the
+    algorithm fixes V = Vbar = I; Wbar = W^T for bp."""
     rng = np.random.default_rng(circuit["seed"]) if rng is None else rng
     plan = algorithm_plan(circuit)
     out = {}
@@ -38,7 +40,8 @@ def init_weights(circuit: Circuit, rng: np.random.Generator | None = None) -> di
         if plan.identity_interstream and group in ("V", "Vbar"):
             w = np.eye(*shape)
         else:
-            w = rng.standard_normal(shape) * (circuit[f"init.{group}"] / np.sqrt(shape[1]))
+            fan = shape[0] if group == "V" and circuit["init.rescale_with_downstream"] else shape[1]
+            w = rng.standard_normal(shape) * (circuit[f"init.{group}"] / np.sqrt(fan))
         out[name] = w.astype(circuit.dtype)
     if plan.wbar_mode == "tied":
         for k in range(1, circuit.n_layers):
