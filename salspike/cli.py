@@ -241,9 +241,10 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .levels import get_level
+    from .levels import check_level_implements, get_level
 
     circuit = _model(args.model, parse_overrides(args.set))
+    check_level_implements(get_level(args.level), circuit)
     if not circuit.resolved:
         from .datasets import load_dataset
 

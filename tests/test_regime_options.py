@@ -49,3 +49,45 @@ def test_initial_V_rescaled_with_downstream_width():
     one = {**base, "downstream_ratio": 1.0}
     a, b = init_weights(Circuit.from_dict(one)), init_weights(Circuit.from_dict({**one, "init": {"rescale_with_downstream": True}}))
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_oja_interstream_rule_closed_form():
+    """Catches: interstream_rule = "oja" ignored, applied to W or Wbar, or with the wrong per-row factor.
+    Closed form: dV = eta_V (<hbar h^T> - diag(<hbar^2>) V) - gamma V and dVbar likewise with post h^{k+1}
+    (Eqs. 6 and 8 plus Oja's term); the fused in-place step gives the same weights as the updates."""
+    c = Circuit.from_dict({**TINY, "interstream_rule": "oja"})
+    plain = MatrixNetwork(Circuit.from_dict(TINY))
+    net = MatrixNetwork(c)
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 3))
+    act = net.activities(x, y)
+    d, d0 = net.updates(act), plain.updates(act)
+    for k in (1, 2):
+        post = act.hbar[k]
+        np.testing.assert_allclose(d[f"V{k}"], d0[f"V{k}"] - 0.01 * np.mean(post ** 2, 0)[:, None] * net.weights[f"V{k}"],
+                                   rtol=1e-12, atol=1e-15)
+    for k in (0, 1):
+        post = act.h[k + 1]
+        np.testing.assert_allclose(d[f"Vbar{k}"],
+                                   d0[f"Vbar{k}"] - 0.01 * np.mean(post ** 2, 0)[:, None] * net.weights[f"Vbar{k}"],
+                                   rtol=1e-12, atol=1e-15)
+    for name in ("W0", "W1", "W2", "Wbar1", "Wbar2"):
+        np.testing.assert_array_equal(d[name], d0[name])
+    expected = {n: net.weights[n] + d[n] for n in d}
+    net.step(x, y)
+    for n in d:
+        np.testing.assert_allclose(net.weights[n], expected[n], rtol=1e-12, atol=1e-14, err_msg=n)
+
+
+@pytest.mark.parametrize("level", ["rate", "spike"])
+def test_brian_levels_refuse_the_matrix_only_oja_rule(level, small_circuit):
+    """Catches: a Brian2 level silently running the Hebbian V, Vbar rules for a circuit that asks for Oja's
+    form (implemented at the matrix level only); the refusal must name the level, the setting and the fix."""
+    from salspike.levels import make_level
+
+    oja = small_circuit.with_overrides({"interstream_rule": "oja"})
+    with pytest.raises(ConfigError) as err:
+        make_level(level, oja)
+    msg = str(err.value)
+    assert "\n" not in msg and level in msg and "interstream_rule" in msg and "--level matrix" in msg
+    make_level("matrix", oja).close()

@@ -14,6 +14,16 @@ from .schema import Circuit
 
 DECAYS = ("absolute", "eta_scaled")
 
+#: model settings that only the matrix engine implements: key -> the value every level implements.
+#: A level without ``IMPLEMENTS_MATRIX_ONLY`` refuses a circuit that sets another value
+#: (`matrix_only_settings`, checked by `salspike.levels.make_level`).
+MATRIX_ONLY = {"interstream_rule": "hebbian"}
+
+
+def matrix_only_settings(circuit: Circuit) -> dict:
+    """The settings of ``circuit`` that only the matrix level implements (key -> value)."""
+    return {k: circuit[k] for k, common in MATRIX_ONLY.items() if circuit[k] != common}
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:

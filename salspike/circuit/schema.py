@@ -54,6 +54,9 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "algorithm": (str, ALGORITHMS, "sal", "sal, or a baseline as a setting of the same circuit (Sec. 4, Table 2)"),
     "plastic": (list, None, list(GROUPS), "which of W, Wbar, V, Vbar learn (Fig. 4 ablations)"),
     "gamma": (_F, None, 0.0, "regularisation strength gamma (R_i = weight decay)"),
+    "interstream_rule": (str, ("hebbian", "oja"), "hebbian",
+                         "V, Vbar rules: hebbian (Eqs. 6, 8, paper) or oja: each adds -eta <post^2> w per "
+                         "postsynaptic row, Oja's norm-bounding form (extension; matrix level only)"),
     "decay_groups": (list, None, list(GROUPS), "groups whose weights decay (-gamma w): all four as in Eqs. 5-8 "
                      "(paper), or e.g. [\"W\", \"Wbar\"] to decay W and Wbar but not V, Vbar as in Kolen-Pollack "
                      "(extension)"),
