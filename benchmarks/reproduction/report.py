@@ -48,16 +48,17 @@ def summarise(folder: Path, by: str | None = None, metric: str = "val_accuracy")
             lines.append(f"- {by}={g}: no grid point finished on every seed")
             continue
         best = max(ok, key=lambda r: r["metrics"][metric]["mean"])
-        edges = []
+        edges, numeric = [], 0
         for key, values in grid.items():
             if key == by or not all(isinstance(v, (int, float)) for v in values) or len(values) < 3:
                 continue
+            numeric += 1
             if best["coords"][key] in (values[0], values[-1]):
                 edges.append(f"{key}={best['coords'][key]} is at the edge of its grid")
         where = f"{by}={g}: " if by else ""
         lines.append(f"- {where}chosen on {metric}: {best['point']}: val {_fmt(best['metrics'][metric])}, test "
                      f"{_fmt(best['metrics'].get('test_accuracy'))} (seeds {best['seeds']}); "
-                     + ("; ".join(edges) if edges else "bracketed"))
+                     + ("; ".join(edges) if edges else "bracketed" if numeric else "no numeric grid axis"))
     return lines
 
 
