@@ -14,3 +14,14 @@ def test_paper_settings_are_the_stated_batch_and_epochs(repo_root, paper_model_p
     assert differ == {"name", "description", "training.batch_size", "training.epochs"}, differ
     text = paper_model_path.read_text()
     assert "256" in text and "50" in text and "paper_settings" in text
+
+
+def test_self_assembly_model_is_paper_mlp_with_fast_interstream_rates_and_decay(repo_root, paper_model_path):
+    """Catches: models/self_assembly.toml drifting from the regime docs/reproduction.md measured (paper_mlp with
+    eta_V = eta_Vbar = eta_W = 0.02 and gamma = 3e-4 on all four groups, nothing else changed)."""
+    regime = Circuit.load(repo_root / "models" / "self_assembly.toml")
+    tuned = Circuit.load(paper_model_path)
+    differ = {k for k in regime.params if regime[k] != tuned[k]}
+    assert differ == {"name", "description", "eta.V", "eta.Vbar", "gamma"}, differ
+    assert regime["eta.V"] == regime["eta.Vbar"] == regime["eta.W"] == 0.02 and regime["gamma"] == 3e-4
+    assert regime["decay_groups"] == ["W", "Wbar", "V", "Vbar"]
