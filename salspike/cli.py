@@ -46,6 +46,18 @@ def _positive_int(what: str, minimum: int = 1):
     return parse
 
 
+def _fraction(what: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"{what} must be a fraction between 0 and 1 (e.g. 0.2), got {value}")
+        return value
+    return parse
+
+
 def _nonempty(what: str):
     def parse(text: str) -> str:
         if not text.strip():
@@ -99,7 +111,7 @@ def cmd_train(args) -> int:
     circuit = _model(args.model, overrides)
     if args.seed is not None:
         circuit = circuit.with_overrides({"seed": args.seed})
-    data = load_dataset(args.dataset, root=args.data_root, seed=circuit["seed"],
+    data = load_dataset(args.dataset, root=args.data_root, seed=circuit["seed"], val_size=args.val_size,
                         **({"n_train": args.n_train} if args.n_train is not None else {}))
     level_options = {"device": args.device} if args.device else {}
     _refuse(bool(args.record) and args.level == "matrix",
@@ -187,7 +199,7 @@ def cmd_sweep(args) -> int:
 
     spec = load_sweep_file(args.file) if args.file else SweepSpec()
     # flags override the file
-    for name in ("model", "dataset", "data_root", "n_train", "level", "device", "epochs", "out"):
+    for name in ("model", "dataset", "data_root", "n_train", "val_size", "level", "device", "epochs", "out"):
         value = getattr(args, name)
         if value is not None:
             setattr(spec, name, value)
@@ -217,7 +229,7 @@ def cmd_sweep(args) -> int:
         return 0
     _refuse(not spec.out, "no sweep folder: pass --out FOLDER or set out = \"...\" in the sweep file")
     result = run_sweep(spec, retry_failed=args.retry_failed)
-    name = "test_accuracy" if "test_accuracy" in spec.metrics else spec.metrics[0]
+    name = next((m for m in ("val_accuracy", "test_accuracy") if m in spec.metrics), spec.metrics[0])
     width = max([len(r["point"]) for r in result["table"]] + [5])
     print(f"{'point':<{width}}  done/seeds  final {name} mean +- sd (sample)")
     for row in result["table"]:
@@ -233,9 +245,10 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .levels import get_level
+    from .levels import check_level_implements, get_level
 
     circuit = _model(args.model, parse_overrides(args.set))
+    check_level_implements(get_level(args.level), circuit)
     if not circuit.resolved:
         from .datasets import load_dataset
 
@@ -372,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", default=None, help="folder holding the dataset files (not needed for digits)")
     t.add_argument("--n-train", type=_positive_int("--n-train"), default=None,
                    help="use a seeded random subset of this many training samples (default: all)")
+    t.add_argument("--val-size", type=_fraction("--val-size"), default=None,
+                   help="hold out this fraction of the training split (stratified, seeded) and report val_accuracy; "
+                   "tune on it, not on test accuracy (default: no validation split)")
     t.add_argument("--level", default="matrix", choices=["matrix", "rate", "spike"], help="level of description")
     t.add_argument("--device", default=None, choices=DEVICE_CHOICES, help=device_help + " (default: rate.device)")
     t.add_argument("--epochs", type=_positive_int("--epochs"), default=None,
@@ -425,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--data-root", default=None, help="folder holding the dataset files")
     w.add_argument("--n-train", type=_positive_int("--n-train"), default=None,
                    help="seeded random subset of this many training samples")
+    w.add_argument("--val-size", type=_fraction("--val-size"), default=None,
+                   help="hold out this fraction of the training split as a validation split (collect val_accuracy "
+                   "with --metrics and tune on it)")
     w.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
                    help="a grid axis (repeatable; replaces that key of the file's [grid]): KEY=V1,V2,... or, for "
                    "list-valued keys, lists separated by ';': 'hidden=[100];[200,200]'. KEY may be eta_scale "

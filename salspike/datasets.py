@@ -39,16 +39,59 @@ class Dataset:
     n_classes: int
     input_width: int
     output_width: int
+    #: the validation split held out of the training split (:func:`split_validation`); None without one
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    labels_val: np.ndarray | None = None
+
+    @property
+    def has_validation(self) -> bool:
+        return self.x_val is not None
 
     def astype(self, dtype) -> "Dataset":
         """A copy with ``x`` and ``y`` arrays cast to ``dtype`` (labels stay int)."""
-        cast = {k: getattr(self, k).astype(dtype) for k in ("x_train", "y_train", "x_test", "y_test")}
+        names = ("x_train", "y_train", "x_test", "y_test") + (("x_val", "y_val") if self.has_validation else ())
+        cast = {k: getattr(self, k).astype(dtype) for k in names}
         return dataclasses.replace(self, **cast)
 
     def __repr__(self) -> str:
-        return (f"Dataset({self.name!r}, train={len(self.x_train)}, test={len(self.x_test)}, "
+        val = f", val={len(self.x_val)}" if self.has_validation else ""
+        return (f"Dataset({self.name!r}, train={len(self.x_train)}{val}, test={len(self.x_test)}, "
                 f"input_width={self.input_width}, output_width={self.output_width}, "
                 f"n_classes={self.n_classes})")
+
+
+def validation_indices(labels: np.ndarray, val_size: float, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified, seeded validation split: of the n_c rows of each class c,
+    round(val_size * n_c) drawn with ``default_rng([seed, 3])`` (so every class keeps its share of
+    the training split, up to rounding; a given seed always picks the same rows)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(seed), 3])
+    picked = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        picked.append(rng.permutation(rows)[:int(round(val_size * rows.size))])
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+
+
+def split_validation(data: Dataset, val_size: float, seed: int = 0) -> Dataset:
+    """A copy of ``data`` whose training split is cut in two: a stratified seeded fraction
+    ``val_size`` (0 < val_size < 1, see :func:`validation_indices`) becomes ``x_val, y_val,
+    labels_val``; the rest stays the training split.  The test split is untouched, so learning
+    rates and decay can be chosen on validation accuracy without looking at the test set."""
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or not 0 < val_size < 1:
+        raise DatasetError(f"val_size must be a fraction of the training split between 0 and 1 (e.g. 0.2), "
+                           f"got {val_size!r}")
+    if data.has_validation:
+        raise DatasetError(f"dataset {data.name!r} already has a validation split; split it once")
+    val = validation_indices(data.labels_train, val_size, seed)
+    if val.size == 0 or val.size == len(data.labels_train):
+        raise DatasetError(f"val_size={val_size} leaves {val.size} of {len(data.labels_train)} training rows for "
+                           "validation: choose a fraction that leaves rows on both sides")
+    keep = np.setdiff1d(np.arange(len(data.labels_train)), val)
+    return dataclasses.replace(
+        data, x_train=data.x_train[keep], y_train=data.y_train[keep], labels_train=data.labels_train[keep],
+        x_val=data.x_train[val], y_val=data.y_train[val], labels_val=data.labels_train[val])
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -292,25 +335,28 @@ def _load_svhn(root, seed, n_test, n_train=None) -> Dataset:
 
 
 def load_dataset(name: str = "digits", *, root: str | os.PathLike | None = None, seed: int = 0,
-                 n_test: int | None = None, **kw) -> Dataset:
+                 n_test: int | None = None, val_size: float | None = None, **kw) -> Dataset:
     """Load data set ``name`` (one of :data:`DATASETS`).
 
     ``root`` is the folder holding the files for mnist, fashion_mnist, cifar10
     and svhn (ignored by digits and teacher_student). ``n_test`` keeps the
     first ``n_test`` test examples; file-based sets also accept ``n_train``
     (a seeded random subset of the training set). Further keywords go to the
-    loader (e.g. ``hidden``, ``noise`` for teacher_student).
+    loader (e.g. ``hidden``, ``noise`` for teacher_student).  ``val_size`` (a fraction) holds
+    out a stratified seeded validation split of the training split (:func:`split_validation`,
+    same ``seed``), for every data set alike.
     """
     key = str(name).lower().replace("-", "_")
     if key in ("digits", "teacher_student") and root is not None:
         raise DatasetError(f"dataset {name!r} is built in and reads no files: drop --data-root (it applies to "
                            "mnist, fashion_mnist, cifar10 and svhn)")
     try:
-        return _dispatch(key, name, root, seed, n_test, kw)
+        data = _dispatch(key, name, root, seed, n_test, kw)
     except TypeError as exc:
         if "unexpected keyword" not in str(exc):
             raise
         raise DatasetError(f"dataset {name!r} does not take option(s) {sorted(kw)}: {exc}") from None
+    return data if not val_size else split_validation(data, val_size, seed)
 
 
 def _dispatch(key, name, root, seed, n_test, kw) -> Dataset:

@@ -62,6 +62,9 @@ def _n_layers(weights: dict) -> int:
 def layer_metrics(weights: dict, activities: dict, upstream: str = "relu", initial: dict | None = None) -> list[dict]:
     """Per weight layer k = 0..K-1 from weights and the activities of a probe batch:
     - delta_angle: angle(Vbar^k hbar^{k+1}, BP delta^{k+1}) (the W-update signal vs backprop),
+    - delta_H_angle: angle(Vbar^k hbar^{k+1}, H^k delta^{k+1}), H^k = Vbar^k (Vbar^k)^T: Theorem 1
+      (Eq. 9) says SAL's W update is H times SGD's, so this, not delta_angle, goes to 0 when the
+      circuit has self-assembled with H far from the identity (equal to delta_angle at the output),
     - dW_angle: angle(dW_SAL, dW_SGD) of the signal parts (no decay),
     - H_min_eig, H_cond: smallest eigenvalue and condition number (largest / smallest eigenvalue)
       of H = Vbar^k (Vbar^k)^T (Theorem 1 needs H positive definite; both 1 at the output),
@@ -69,7 +72,12 @@ def layer_metrics(weights: dict, activities: dict, upstream: str = "relu", initi
       lemma1_normalised: the same divided by its value for independent random V, Vbar of the
       default init, sqrt(1 + d_k / dbar_k) (|Vbar^{k-1}|_F^2 ~ d_k, |V^k|_F^2 ~ dbar_k), so 1 means
       "no more aligned than at random initialisation" and 0 means Lemma 1 holds exactly,
-    - Wbar_WT_angle: angle(Wbar^k, (W^k)^T) where shapes match,
+    - Wbar_WT_angle: angle(Wbar^k, (W^k)^T) where shapes match; weight transport as the baselines
+      (V = Vbar = I) define it, meaningless for SAL with random V and Vbar,
+    - Wbar_transport_angle: angle(Wbar^k (Vbar^k)^T, V^k (W^k)^T) (k >= 1), the alignment that
+      stationary V and Vbar imply (Eq. 27 of the proof of Theorem 1, V W^T D_u = D_d Wbar Vbar^T,
+      with D_u = D_d = I); the downstream pathway carries W^T seen through the interstream maps.
+      Vbar^{K-1} = I at the output; with V = Vbar = I it equals Wbar_WT_angle,
     - erank_WWT, erank_H: effective ranks of W^k W^k^T and H,
     - with ``initial`` weights: rel_change_<group>: |w - w_initial|_F / |w_initial|_F of the
       group's weight of this layer (how far each group moved from its start)."""
@@ -89,6 +97,7 @@ def layer_metrics(weights: dict, activities: dict, upstream: str = "relu", initi
         rec = {
             "layer": k,
             "delta_angle": angle(signal, delta[k + 1]),
+            "delta_H_angle": angle(signal, delta[k + 1] @ H.T),
             "dW_angle": angle(outer_mean(signal, h[k]), outer_mean(delta[k + 1], h[k])),
             "H_min_eig": float(eig[0]),
             "H_cond": float(eig[-1] / eig[0]) if eig[0] > 0 else float("inf"),
@@ -104,6 +113,9 @@ def layer_metrics(weights: dict, activities: dict, upstream: str = "relu", initi
             Wbar = weights.get(f"Wbar{k}")
             if Wbar is not None and Wbar.shape == W.T.shape:
                 rec["Wbar_WT_angle"] = angle(Wbar, W.T)
+            if Wbar is not None:
+                Wbar = f64(Wbar)
+                rec["Wbar_transport_angle"] = angle(Wbar if Vb is None else Wbar @ Vb.T, V @ W.T)
         if initial is not None:
             for group in ("W", "Wbar", "V", "Vbar"):
                 name = f"{group}{k}"

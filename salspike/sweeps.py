@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from .circuit import GROUPS, SCHEMA, Circuit, parse_value, read_toml_file
-from .circuit.schema import did_you_mean, flatten_tables
+from .circuit.schema import ONE_RATE_ALGORITHMS, did_you_mean, flatten_tables
 from .console import note, progress
 from .errors import ConfigError, DivergenceError
 from .resources import resolve
@@ -48,10 +48,13 @@ DEFAULT_MODEL = "paper_mlp"
 LEVEL_NAMES = ("matrix", "rate", "spike")
 DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
 #: per-epoch metrics of metrics.jsonl
-EPOCH_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_s")
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "epoch_s")
+#: epoch metrics that exist only when the sweep holds out a validation split (``val_size``)
+VAL_METRICS = ("val_loss", "val_accuracy")
 #: per-layer metrics of metrics.jsonl (``layers``), collected as ``<name>_layer<k>``
-LAYER_METRICS = ("delta_angle", "dW_angle", "H_min_eig", "erank_WWT", "erank_H", "lemma1_distance",
-                 "Wbar_WT_angle")
+LAYER_METRICS = ("delta_angle", "delta_H_angle", "dW_angle", "H_min_eig", "H_cond", "erank_WWT", "erank_H",
+                 "lemma1_distance", "lemma1_normalised", "Wbar_WT_angle", "Wbar_transport_angle",
+                 "rel_change_W", "rel_change_Wbar", "rel_change_V", "rel_change_Vbar")
 DEFAULT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "delta_angle")
 #: grid keys that are not model keys
 EXTRA_GRID_KEYS = ("eta_scale",)
@@ -61,6 +64,8 @@ SWEEP_KEYS = {
     "dataset": "dataset of every point (default digits)",
     "data_root": "folder of the dataset files (mnist, fashion_mnist, cifar10, svhn)",
     "n_train": "seeded random subset of this many training samples",
+    "val_size": "fraction of the training split held out (stratified, seeded) as a validation split; "
+                "collect val_accuracy and tune on it, never on test_accuracy",
     "level": "matrix, rate or spike (default matrix)",
     "device": "Brian2 device of the rate/spike levels (default: the model's rate.device)",
     "epochs": "epochs per point (default: the model's training.epochs)",
@@ -92,6 +97,7 @@ class SweepSpec:
     dataset: str = "digits"
     data_root: str | None = None
     n_train: int | None = None
+    val_size: float | None = None
     level: str = "matrix"
     device: str | None = None
     epochs: int | None = None
@@ -149,6 +155,13 @@ def check_seeds(seeds, source: str) -> list[int]:
     if min(seeds) < 0:
         raise ConfigError(f"{source}: seeds must be non-negative integers, got {seeds!r}")
     return list(dict.fromkeys(seeds))
+
+
+def check_val_size(value, source: str) -> float:
+    """A validation fraction 0 < value < 1, else a one-line ConfigError naming ``source``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"{source}: val_size must be a fraction between 0 and 1 (e.g. 0.2), got {value!r}")
+    return float(value)
 
 
 def check_metrics(metrics, source: str) -> list[str]:
@@ -215,6 +228,8 @@ def load_sweep_file(path) -> SweepSpec:
     for key in ("n_train", "epochs"):
         if key in data:
             setattr(spec, key, _positive_int(data[key], f"key '{key}'", src))
+    if "val_size" in data:
+        spec.val_size = check_val_size(data["val_size"], f"{src}: key 'val_size'")
     if "seeds" in data:
         spec.seeds = check_seeds(data["seeds"], f"{src}: key 'seeds'")
     if "metrics" in data:
@@ -259,6 +274,12 @@ def check_spec(spec: SweepSpec) -> SweepSpec:
         if spec.level == "matrix":
             raise ConfigError(f"{spec.source}: device applies to the Brian2 levels only (rate, spike); "
                               "the matrix level runs in numpy: drop it")
+    if spec.val_size is not None:
+        check_val_size(spec.val_size, spec.source)
+    wanted = [m for m in spec.metrics if m in VAL_METRICS]
+    if wanted and not spec.val_size:
+        raise ConfigError(f"{spec.source}: metric(s) {wanted} need a validation split: set val_size "
+                          "(--val-size), e.g. 0.2")
     return spec
 
 
@@ -319,16 +340,23 @@ def point_overrides(base: Circuit, point: dict) -> dict:
     """Model overrides of one grid point (``eta_scale`` multiplies the four learning rates)."""
     over = {k: v for k, v in point.items() if k not in EXTRA_GRID_KEYS}
     if "eta_scale" in point:
+        one_rate = point.get("algorithm", base["algorithm"]) in ONE_RATE_ALGORITHMS
         for g in GROUPS:
+            if g == "Wbar" and one_rate and "eta.Wbar" not in base.explicit and "eta.Wbar" not in point:
+                continue  # kp/wm train Wbar at eta.W; scaling an unset eta.Wbar would set it explicitly
             over[f"eta.{g}"] = over.get(f"eta.{g}", base[f"eta.{g}"]) * float(point["eta_scale"])
     return over
 
 
 def point_config(circuit: Circuit, spec: SweepSpec) -> dict:
     """Everything that decides a point's result: the resolved model dict (seed included), epochs,
-    dataset, n_train, level and level options.  Its hash (:func:`config_key`) names the folder."""
-    return {"model": circuit.to_dict(), "epochs": circuit["training.epochs"], "dataset": spec.dataset,
-            "n_train": spec.n_train, "level": spec.level, "level_options": level_options(spec)}
+    dataset, n_train, val_size (only when set, so sweeps without one keep their keys), level and
+    level options.  Its hash (:func:`config_key`) names the folder."""
+    config = {"model": circuit.to_dict(), "epochs": circuit["training.epochs"], "dataset": spec.dataset,
+              "n_train": spec.n_train, "level": spec.level, "level_options": level_options(spec)}
+    if spec.val_size:
+        config["val_size"] = spec.val_size
+    return config
 
 
 def level_options(spec: SweepSpec) -> dict:
@@ -449,14 +477,15 @@ def point_state(folder: str, key: str) -> tuple[str, str | None]:
 _DATA_CACHE: dict = {}
 
 
-def _dataset(name, root, seed, n_train):
+def _dataset(name, root, seed, n_train, val_size=None):
     """The dataset of a point, loaded once per worker process for consecutive points with the same data."""
     from .datasets import load_dataset
 
-    k = (name, root, seed, n_train)
+    k = (name, root, seed, n_train, val_size)
     if k not in _DATA_CACHE:
         _DATA_CACHE.clear()  # one dataset at a time per worker
-        _DATA_CACHE[k] = load_dataset(name, root=root, seed=seed, **({"n_train": n_train} if n_train else {}))
+        _DATA_CACHE[k] = load_dataset(name, root=root, seed=seed, val_size=val_size,
+                                      **({"n_train": n_train} if n_train else {}))
     return _DATA_CACHE[k]
 
 
@@ -490,7 +519,7 @@ def run_point(task: dict) -> dict:
     t0 = time.perf_counter()
     try:
         circuit = Circuit.load(task["model"], task["overrides"])
-        data = _dataset(task["dataset"], task["data_root"], circuit["seed"], task["n_train"])
+        data = _dataset(task["dataset"], task["data_root"], circuit["seed"], task["n_train"], task.get("val_size"))
         summary = train(circuit, data, folder, level=task["level"], resume=True, progress=False,
                         level_options=task["level_options"], log=lambda *a: None)
         return {"status": "done", "error": None, "final_test_accuracy": summary["final_test_accuracy"],
@@ -506,7 +535,8 @@ def _task(pt: Point, spec: SweepSpec, model: Path) -> dict:
     """The plain (picklable) dict that :func:`run_point` gets for one point."""
     return {"folder": pt.folder, "key": pt.key, "coords": pt.coords, "seed": pt.seed, "config": pt.config,
             "model": str(model), "overrides": pt.overrides, "dataset": spec.dataset, "data_root": spec.data_root,
-            "n_train": spec.n_train, "level": spec.level, "level_options": level_options(spec)}
+            "n_train": spec.n_train, "val_size": spec.val_size, "level": spec.level,
+            "level_options": level_options(spec)}
 
 
 # --------------------------------------------------------------------------- where points run

@@ -31,16 +31,22 @@ def _predict_all(level: Level, x: np.ndarray, batch: int = 2048) -> np.ndarray:
 
 
 def epoch_metrics(level: Level, data: Dataset, probe: int, initial: dict | None = None) -> dict:
-    """Loss and accuracy on both splits, and the per-layer alignment metrics on a probe batch,
-    all from the level's own outputs and activities (plain arrays, `salspike.metrics`)."""
+    """Loss and accuracy on every split (train, validation when the data has one, test), and the
+    per-layer alignment metrics on a probe batch, all from the level's own outputs and activities
+    (plain arrays, `salspike.metrics`).  Tune on ``val_*``, never on ``test_*``."""
     loss = level.circuit["loss"]
-    train = evaluate(_predict_all(level, data.x_train), data.y_train, data.labels_train, loss)
-    test = evaluate(_predict_all(level, data.x_test), data.y_test, data.labels_test, loss)
+    out = {}
+    splits = [("train", data.x_train, data.y_train, data.labels_train)]
+    if data.has_validation:
+        splits.append(("val", data.x_val, data.y_val, data.labels_val))
+    splits.append(("test", data.x_test, data.y_test, data.labels_test))
+    for split, x, y, labels in splits:
+        res = evaluate(_predict_all(level, x), y, labels, loss)
+        out[f"{split}_loss"], out[f"{split}_accuracy"] = res["loss"], res["accuracy"]
     n = min(probe, data.x_train.shape[0])
     acts = level.activities(data.x_train[:n], data.y_train[:n])
-    return {"train_loss": train["loss"], "train_accuracy": train["accuracy"],
-            "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-            "layers": layer_metrics(level.weights, acts, level.circuit["upstream_nonlinearity"], initial)}
+    out["layers"] = layer_metrics(level.weights, acts, level.circuit["upstream_nonlinearity"], initial)
+    return out
 
 
 # Multiply-adds of the largest matrix product in one training step (batch x weight size) from
@@ -146,7 +152,8 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
     start_epoch, weights, history = 0, None, []
     if run is not None:
         config = {"model": circuit.to_dict(), "level": level, "dataset": data.name,
-                  "dataset_sizes": {"train": len(data.x_train), "test": len(data.x_test)},
+                  "dataset_sizes": {"train": len(data.x_train), "test": len(data.x_test),
+                                    **({"val": len(data.x_val)} if data.has_validation else {})},
                   "source": circuit.source, "level_options": level_options or {}, "epochs": epochs}
         if resume:  # read and check everything before writing anything
             found = run.latest_checkpoint()
@@ -213,7 +220,8 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
                 recorder.save(run, epoch + 1)
                 run.append_metrics(record)
                 run.checkpoint(dict(lvl.weights), {"epoch": epoch + 1, "order_rng": order_rng.bit_generator.state})
-            log(f"epoch {epoch + 1:3d}/{epochs}  train loss {record['train_loss']:.4f}  "
+            val = f"val acc {record['val_accuracy']:.4f}  " if "val_accuracy" in record else ""
+            log(f"epoch {epoch + 1:3d}/{epochs}  train loss {record['train_loss']:.4f}  {val}"
                 f"test acc {record['test_accuracy']:.4f}  "
                 f"delta angles {[round(m['delta_angle'], 1) for m in record['layers']]}")
     except BaseException as exc:
@@ -237,7 +245,8 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
     finally:
         lvl.close()
     summary = {"final_test_accuracy": final["test_accuracy"], "final_train_accuracy": final["train_accuracy"],
-               "final_test_loss": final["test_loss"], "epochs": epochs, "level": level,
+               "final_test_loss": final["test_loss"], "final_val_accuracy": final.get("val_accuracy"),
+               "final_val_loss": final.get("val_loss"), "epochs": epochs, "level": level,
                "algorithm": circuit["algorithm"], "dataset": data.name, "seed": circuit["seed"],
                "timings": timings, "provenance": provenance()}
     readout = getattr(lvl, "readout_info", None)

@@ -195,7 +195,8 @@ def test_schedule_is_explicit_and_synchronous():
 def test_bp_and_wm_are_rejected_clearly():
     """Catches: bp silently built (weight transport has no rate model; wm likewise)."""
     for algo in ("bp", "wm"):
-        c = random_circuit(0, algorithm=algo, downstream_widths=None, downstream_ratio=1.0)
+        c = random_circuit(0, algorithm=algo, downstream_widths=None, downstream_ratio=1.0,
+                           eta={"Wbar": 0.11})  # wm trains Wbar at eta.W: an explicit eta.Wbar must equal it
         with pytest.raises(ConfigError, match=algo):
             RateNetwork(c)
 
@@ -305,7 +306,8 @@ def test_twenty_online_trials_equal_matrix(seed, dd, rule, assert_updates_close)
 def test_baselines_fa_kp(algo, assert_updates_close):
     """Catches: FA's Wbar learning, or KP's Wbar not learning (eta zero), at rate level; the
     D_d = ReLU-Jacobian gate of the baselines wrong; eta_W zero; the decay deleted."""
-    c = random_circuit(5, algorithm=algo, downstream_widths=None, downstream_ratio=1.0)
+    c = random_circuit(5, algorithm=algo, downstream_widths=None, downstream_ratio=1.0,
+                       eta={"Wbar": 0.11})  # kp trains Wbar at eta.W: an explicit eta.Wbar must equal it
     w0 = init_weights(c)
     x, y = data_for(c, 3)
     ref_w, _ = matrix_reference(c, w0, x, y)

@@ -12,12 +12,12 @@ Every level (matrix engine, Brian2 builders) and every experiment imports the ci
 
 from .hooks import HOOKS, Hooks, RecordingSpec
 from .layout import Layout, Population, Projection, circuit_layout
-from .plan import Plan, algorithm_plan, decay_coefficient
+from .plan import MATRIX_ONLY, Plan, algorithm_plan, decay_coefficient, matrix_only_settings
 from .schema import (ALGORITHMS, GROUPS, RULES, SCHEMA, Circuit, dump_toml, parse_overrides, parse_value,
                      read_toml_file)
 from .weights import check_trials, check_weights, group_of, init_weights, weight_names
 
 __all__ = ["ALGORITHMS", "GROUPS", "RULES", "SCHEMA", "Circuit", "dump_toml", "parse_overrides", "parse_value",
-           "read_toml_file", "Plan", "algorithm_plan", "decay_coefficient", "check_trials", "check_weights",
+           "read_toml_file", "Plan", "algorithm_plan", "decay_coefficient", "MATRIX_ONLY", "matrix_only_settings", "check_trials", "check_weights",
            "group_of", "init_weights", "weight_names", "Layout", "Population", "Projection", "circuit_layout",
            "HOOKS", "Hooks", "RecordingSpec"]

@@ -14,6 +14,16 @@ from .schema import Circuit
 
 DECAYS = ("absolute", "eta_scaled")
 
+#: model settings that only the matrix engine implements: key -> the value every level implements.
+#: A level without ``IMPLEMENTS_MATRIX_ONLY`` refuses a circuit that sets another value
+#: (`matrix_only_settings`, checked by `salspike.levels.make_level`).
+MATRIX_ONLY = {"interstream_rule": "hebbian"}
+
+
+def matrix_only_settings(circuit: Circuit) -> dict:
+    """The settings of ``circuit`` that only the matrix level implements (key -> value)."""
+    return {k: circuit[k] for k, common in MATRIX_ONLY.items() if circuit[k] != common}
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -22,7 +32,8 @@ class Plan:
     plastic: the groups with a plasticity rule; identity_interstream: V = Vbar = I and fixed;
     wbar_mode: "plastic" (Eq. 7), "fixed", "tied" (= W^T, weight transport) or "mirror";
     downstream_nonlinearity: D_d; eta: learning rate per group; decay: per group, the
-    coefficient c of the decay term -c w (see `decay_coefficient`)."""
+    coefficient c of the decay term -c w (see `decay_coefficient`; 0 for groups outside
+    ``decay_groups``)."""
 
     plastic: frozenset
     identity_interstream: bool
@@ -64,5 +75,6 @@ def algorithm_plan(circuit: Circuit) -> Plan:
         identity = True
         dd = "relu_jacobian" if circuit["upstream_nonlinearity"] == "relu" else "identity"
     decay_kind = circuit.rule_options["decay"]
-    decay = {g: decay_coefficient(eta[g], circuit["gamma"], decay_kind) for g in eta}
+    decay = {g: decay_coefficient(eta[g], circuit["gamma"], decay_kind) if g in circuit["decay_groups"] else 0.0
+             for g in eta}
     return Plan(plastic, identity, mode, dd, eta, decay)

@@ -25,6 +25,8 @@ from ..errors import ConfigError
 GROUPS = ("W", "Wbar", "V", "Vbar")
 ALGORITHMS = ("sal", "bp", "fa", "kp", "wm")
 RULES = ("equations", "algorithm1")
+#: baselines that train Wbar at W's rate (eta.Wbar = eta.W): Kolen-Pollack and weight mirrors
+ONE_RATE_ALGORITHMS = ("kp", "wm")
 
 # key -> (type(s), allowed values or None, default, one-line doc).  Dotted keys are tables.
 _F = (int, float)
@@ -52,6 +54,12 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "algorithm": (str, ALGORITHMS, "sal", "sal, or a baseline as a setting of the same circuit (Sec. 4, Table 2)"),
     "plastic": (list, None, list(GROUPS), "which of W, Wbar, V, Vbar learn (Fig. 4 ablations)"),
     "gamma": (_F, None, 0.0, "regularisation strength gamma (R_i = weight decay)"),
+    "interstream_rule": (str, ("hebbian", "oja"), "hebbian",
+                         "V, Vbar rules: hebbian (Eqs. 6, 8, paper) or oja: each adds -eta <post^2> w per "
+                         "postsynaptic row, Oja's norm-bounding form (extension; matrix level only)"),
+    "decay_groups": (list, None, list(GROUPS), "groups whose weights decay (-gamma w): all four as in Eqs. 5-8 "
+                     "(paper), or e.g. [\"W\", \"Wbar\"] to decay W and Wbar but not V, Vbar as in Kolen-Pollack "
+                     "(extension)"),
     "eta.W": (_F, None, 0.01, "learning rate of W"),
     "eta.Wbar": (_F, None, 0.0001, "learning rate of Wbar"),
     "eta.V": (_F, None, 0.0001, "learning rate of V"),
@@ -60,6 +68,9 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
     "init.Wbar": (_F, None, 1.0, "Wbar^k init gain"),
     "init.V": (_F, None, 1.0, "V^k init gain"),
     "init.Vbar": (_F, None, 1.0, "Vbar^k init gain"),
+    "init.rescale_with_downstream": (bool, None, False, "divide V^k's gain by sqrt(dbar_k / d_k), so that |V^k h^k| "
+                                     "does not grow with the downstream ratio (extension; the paper states no "
+                                     "initialisation)"),
     "modulation_alpha": (_F, None, 0.0, "short-term modulation h^k <- h^k + alpha Vbar^{k-1} hbar^k (Sec. 2.3)"),
     "wm.noise_std": (_F, None, 1.0, "weight mirror: std of the noise injected in mirror mode"),
     "wm.batch": (int, None, 64, "weight mirror: noise samples per mirror step"),
@@ -199,10 +210,13 @@ def parse_value(text: str) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Circuit:
-    """A validated, resolved circuit.  `params` maps every SCHEMA key to its value."""
+    """A validated, resolved circuit.  `params` maps every SCHEMA key to its value; `explicit` holds
+    the keys that a model file, a dict or an override set (the rest are schema defaults), so that a
+    setting the chosen algorithm would override can be refused instead of ignored."""
 
     params: dict[str, Any]
     source: str = "<defaults>"
+    explicit: frozenset = frozenset()
 
     # ----- construction -------------------------------------------------------------
     @classmethod
@@ -214,7 +228,7 @@ class Circuit:
                 raise ConfigError(f"{source}: unknown key '{key}'.{did_you_mean(key)} "
                                   "`salspike model show` lists every key")
             params[key] = _check_type(key, value, source)
-        return cls._validated(params, source)
+        return cls._validated(params, source, frozenset(flat))
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "Circuit":
@@ -229,7 +243,7 @@ class Circuit:
                 raise ConfigError(f"{source}: unknown key '{key}'.{did_you_mean(key)} "
                                   "`salspike model show` lists every key")
             params[key] = _check_type(key, value, source)
-        return self._validated(params, f"{self.source} with {source}")
+        return self._validated(params, f"{self.source} with {source}", self.explicit | frozenset(overrides))
 
     def with_io_widths(self, input_width: int, output_width: int) -> "Circuit":
         """Fill 'auto' input/output widths (from a dataset); a fixed width must match."""
@@ -244,7 +258,7 @@ class Circuit:
         return self.with_overrides(over, "dataset") if over else self
 
     @classmethod
-    def _validated(cls, params: dict, source: str) -> "Circuit":
+    def _validated(cls, params: dict, source: str, explicit: frozenset = frozenset()) -> "Circuit":
         hidden = params["hidden"]
         if hidden is None:
             raise ConfigError(f"{source}: key 'hidden' is required (upstream hidden widths, e.g. [200, 200, 200])")
@@ -263,9 +277,10 @@ class Circuit:
                                   f"(one per hidden layer), got {dw!r}")
         if params["downstream_ratio"] <= 0:
             raise ConfigError(f"{source}: 'downstream_ratio' must be > 0, got {params['downstream_ratio']}")
-        bad = [g for g in params["plastic"] if g not in GROUPS]
-        if bad:
-            raise ConfigError(f"{source}: 'plastic' has unknown groups {bad}; allowed: {list(GROUPS)}")
+        for key in ("plastic", "decay_groups"):
+            bad = [g for g in params[key] if g not in GROUPS]
+            if bad:
+                raise ConfigError(f"{source}: '{key}' has unknown groups {bad}; allowed: {list(GROUPS)}")
         for key in ("gamma", "eta.W", "eta.Wbar", "eta.V", "eta.Vbar", "wm.noise_std"):
             if params[key] < 0:
                 raise ConfigError(f"{source}: '{key}' must be >= 0, got {params[key]}")
@@ -283,7 +298,8 @@ class Circuit:
         if params["spike.rate_scale"] <= 0:
             raise ConfigError(f"{source}: 'spike.rate_scale' must be > 0 Hz per unit, got {params['spike.rate_scale']}")
         needs_square = params["algorithm"] != "sal"
-        circuit = cls(params=params, source=source)
+        _refuse_ignored_wbar_rate(params, explicit, source)
+        circuit = cls(params=params, source=source, explicit=explicit)
         if needs_square and circuit._dbar_hidden() != list(hidden):
             raise ConfigError(f"{source}: algorithm '{params['algorithm']}' fixes V = Vbar = I, which needs "
                               "downstream widths equal to upstream widths; set downstream_ratio = 1")
@@ -355,9 +371,13 @@ class Circuit:
         return shapes
 
     def to_dict(self) -> dict:
-        """Nested dict (TOML layout) of every resolved parameter."""
+        """Nested dict (TOML layout) of every resolved parameter; for kp and wm, eta.Wbar is the
+        rate they use (eta.W), so a written model file reads back as the same circuit."""
         out: dict[str, Any] = {}
-        for key, value in self.params.items():
+        params = dict(self.params)
+        if params["algorithm"] in ONE_RATE_ALGORITHMS:
+            params["eta.Wbar"] = params["eta.W"]
+        for key, value in params.items():
             node = out
             *tables, leaf = key.split(".")
             for t in tables:
@@ -389,6 +409,16 @@ class Circuit:
                 "downstream_widths": dbar}
         circuit = cls.from_dict(data, source="<weights file>")
         return circuit.with_overrides(overrides) if overrides else circuit
+
+
+def _refuse_ignored_wbar_rate(params: dict, explicit: frozenset, source: str) -> None:
+    """KP and WM train Wbar at eta.W (one rate, Akrout et al. 2019): an explicitly set eta.Wbar that
+    differs would be silently replaced, so it is a ConfigError naming the fix."""
+    algo = params["algorithm"]
+    if algo in ONE_RATE_ALGORITHMS and "eta.Wbar" in explicit and params["eta.Wbar"] != params["eta.W"]:
+        raise ConfigError(f"{source}: algorithm '{algo}' trains Wbar at eta.W = {params['eta.W']:g}, but eta.Wbar = "
+                          f"{params['eta.Wbar']:g} is set explicitly; set eta.Wbar = {params['eta.W']:g} "
+                          f"(--set eta.Wbar={params['eta.W']:g}) or leave it out of the model")
 
 
 def dump_toml(data: dict, _prefix: str = "") -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
 from .plan import algorithm_plan
 from .schema import Circuit
 
@@ -28,8 +28,10 @@ def group_of(name: str) -> tuple[str, int]:
 
 
 def init_weights(circuit: Circuit, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-    """w ~ N(0, (gain / sqrt(fan_in))^2) per group (gain = ``init.<group>``); the identity where
-    the algorithm fixes V = Vbar = I; Wbar = W^T for bp."""
+    """w ~ N(0, (gain / sqrt(fan_in))^2) per group (gain = ``init.<group>``); with
+    ``init.rescale_with_downstream``, V^k ~ N(0, (gain / sqrt(dbar_k))^2) (gain / sqrt(fan_in) divided by
+    sqrt(dbar_k / d_k)), so |V^k h^k| ~ gain |h^k| at any downstream ratio; the identity where the
+    algorithm fixes V = Vbar = I; Wbar = W^T for bp."""
     rng = np.random.default_rng(circuit["seed"]) if rng is None else rng
     plan = algorithm_plan(circuit)
     out = {}
@@ -38,7 +40,8 @@ def init_weights(circuit: Circuit, rng: np.random.Generator | None = None) -> di
         if plan.identity_interstream and group in ("V", "Vbar"):
             w = np.eye(*shape)
         else:
-            w = rng.standard_normal(shape) * (circuit[f"init.{group}"] / np.sqrt(shape[1]))
+            fan = shape[0] if group == "V" and circuit["init.rescale_with_downstream"] else shape[1]
+            w = rng.standard_normal(shape) * (circuit[f"init.{group}"] / np.sqrt(fan))
         out[name] = w.astype(circuit.dtype)
     if plan.wbar_mode == "tied":
         for k in range(1, circuit.n_layers):
@@ -61,6 +64,7 @@ def check_weights(circuit: Circuit, weights: dict[str, np.ndarray], source: str 
         if not np.issubdtype(w.dtype, np.number) or not np.all(np.isfinite(w)):
             raise ShapeError(f"{source}: '{name}' holds NaN, inf or non-numbers; start from finite weights "
                              "(e.g. a checkpoint.npz of an earlier epoch)")
+    _check_identity_interstream(circuit, weights, source)
     K = circuit.n_layers
     for name in weights:
         if name in shapes or name.startswith(("h", "hbar")):
@@ -70,6 +74,18 @@ def check_weights(circuit: Circuit, weights: dict[str, np.ndarray], source: str 
                 raise ShapeError(f"{source}: '{name}' is the fixed output identity; it must be I or omitted")
             continue
         raise ShapeError(f"{source}: unexpected key '{name}'; expected keys: {', '.join(shapes)}")
+
+
+def _check_identity_interstream(circuit: Circuit, weights: dict, source: str) -> None:
+    """Baselines (bp, fa, kp, wm) fix V = Vbar = I: loaded weights whose V or Vbar is not exactly the
+    identity would silently change what W learns (W's update is Vbar hbar), so they are refused."""
+    if not algorithm_plan(circuit).identity_interstream:
+        return
+    for name, shape in circuit.shapes().items():
+        if group_of(name)[0] in ("V", "Vbar") and not np.array_equal(np.asarray(weights[name]), np.eye(*shape)):
+            raise ConfigError(f"{source}: algorithm '{circuit['algorithm']}' fixes V = Vbar = I but '{name}' is not "
+                              "the identity; load these weights with algorithm = \"sal\", or give identity V and "
+                              "Vbar (as a baseline run writes them)")
 
 
 def check_trials(circuit: Circuit, x, y, source: str = "inputs") -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,8 @@ engine layer imports this package.
 
 from __future__ import annotations
 
-from .base import LEVELS, Level, get_level, level_names, make_level, register_level
+from .base import LEVELS, Level, check_level_implements, get_level, level_names, make_level, register_level
 from . import matrix as _matrix  # noqa: F401  (registers "matrix")
 from . import brian as _brian  # noqa: F401  (registers "rate" and "spike")
 
-__all__ = ["LEVELS", "Level", "get_level", "level_names", "make_level", "register_level"]
+__all__ = ["LEVELS", "Level", "check_level_implements", "get_level", "level_names", "make_level", "register_level"]

@@ -6,7 +6,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..circuit import Circuit, Hooks, check_trials
+from ..circuit import MATRIX_ONLY, Circuit, Hooks, check_trials, matrix_only_settings
 from ..errors import ConfigError
 
 #: name -> adapter class, filled by `register_level`.
@@ -36,11 +36,22 @@ def get_level(name: str) -> type["Level"]:
 def make_level(name: str, circuit: Circuit, weights=None, **options) -> "Level":
     """Build the named level for a resolved circuit (options: see each level's ``OPTIONS``)."""
     cls = get_level(name)
+    check_level_implements(cls, circuit)
     unknown = sorted(set(options) - set(cls.OPTIONS))
     if unknown:
         allowed = ", ".join(cls.OPTIONS) or "none"
         raise ConfigError(f"the {name} level does not take the option(s) {unknown} (allowed: {allowed})")
     return cls(circuit, weights, **options)
+
+
+def check_level_implements(cls: type["Level"], circuit: Circuit) -> None:
+    """A one-line ConfigError when ``circuit`` sets an option the level does not implement
+    (`salspike.circuit.MATRIX_ONLY` unless the level has ``IMPLEMENTS_MATRIX_ONLY``)."""
+    if cls.IMPLEMENTS_MATRIX_ONLY:
+        return
+    for key, value in matrix_only_settings(circuit).items():
+        raise ConfigError(f"the {cls.name} level does not implement {key} = {value!r} (matrix level only): run it "
+                          f"with --level matrix, or set {key} = {MATRIX_ONLY[key]!r}")
 
 
 class Level:
@@ -55,6 +66,8 @@ class Level:
     STEP_MODE = ""
     #: hooks (names of `salspike.circuit.HOOKS`) this level cannot express
     UNSUPPORTED_HOOKS: tuple[str, ...] = ()
+    #: True when the level implements the matrix-only model settings (`salspike.circuit.MATRIX_ONLY`)
+    IMPLEMENTS_MATRIX_ONLY = False
 
     circuit: Circuit
     hooks: Hooks

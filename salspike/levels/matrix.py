@@ -15,6 +15,7 @@ class MatrixLevel(Level):
 
     OPTIONS = ()
     BATCH_UPDATES = True
+    IMPLEMENTS_MATRIX_ONLY = True
     STEP_MODE = "matrix: the batch-mean update of all rows (default), or one update per row with --online"
     UNSUPPORTED_HOOKS = ("record",)
 

@@ -202,13 +202,21 @@ class MatrixNetwork:
                 out[f"W{k}"] = (post, pre, eta["W"], c["W"])
             if k >= 1 and plan.learns("V"):
                 signal = hbar[k] if opt["v_signal"] == "post_dd" else drive[k]
-                out[f"V{k}"] = (*rules.V_factors(signal, h[k]), eta["V"], c["V"])
+                out[f"V{k}"] = (*rules.V_factors(signal, h[k]), eta["V"], self._interstream_decay(signal, eta["V"], c["V"]))
             if k >= 1 and plan.learns("Wbar"):
                 out[f"Wbar{k}"] = (*rules.Wbar_factors(self._w(f"V{k}"), h[k], hbar[k + 1]), eta["Wbar"], c["Wbar"])
             if k < self.K - 1 and plan.learns("Vbar"):
                 signal = h[k + 1] if opt["vbar_signal"] == "post_du" else a[k + 1]
-                out[f"Vbar{k}"] = (*rules.Vbar_factors(signal, hbar[k + 1]), eta["Vbar"], c["Vbar"])
+                out[f"Vbar{k}"] = (*rules.Vbar_factors(signal, hbar[k + 1]), eta["Vbar"],
+                                   self._interstream_decay(signal, eta["Vbar"], c["Vbar"]))
         return out
+
+    def _interstream_decay(self, post, eta, c):
+        """The decay coefficient of a V or Vbar rule: c, plus Oja's per-row eta <post^2> when
+        ``interstream_rule = "oja"`` (the rule's postsynaptic factor is ``post``)."""
+        if self.circuit["interstream_rule"] == "oja":
+            return c + rules.oja_coefficient(post, eta)
+        return c
 
     def updates(self, act: Activities) -> dict[str, np.ndarray]:
         """The update dw of every plastic weight (not applied), hooks' plasticity masks included."""

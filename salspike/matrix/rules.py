@@ -16,9 +16,16 @@ def rule_update(post, pre, w, eta, decay_coef):
     """dw = eta <post pre^T>_batch - decay_coef w: the common form of all four rules (Eqs. 5-8),
     whose factors the ``*_factors`` functions give (no temporaries when decay is 0)."""
     out = outer_mean(post, pre, eta)
-    if decay_coef:
+    if np.ndim(decay_coef) or decay_coef:
         out -= decay_coef * w
     return out
+
+
+def oja_coefficient(post, eta):
+    """The per-row decay of Oja's form, eta <post_i^2>_batch as a (d_post, 1) column: added to the
+    decay coefficient it makes dw = eta (<post pre^T> - diag(<post^2>) w) - c w, which bounds each
+    postsynaptic row's norm (interstream_rule = "oja", an extension of Eqs. 6 and 8)."""
+    return eta * np.mean(np.square(post), axis=0)[:, None]
 
 
 def forward(W: list[np.ndarray], x: np.ndarray, upstream: str = "relu"):
@@ -98,7 +105,7 @@ def accumulate_update(w: np.ndarray, post, pre, eta, decay_coef) -> None:
     w this is one BLAS gemm on w^T (Fortran-ordered), with no temporary of w's size."""
     n = post.shape[0]
     gemm = _GEMM.get(w.dtype.char)
-    if gemm is None or not w.flags.c_contiguous or post.dtype != w.dtype or pre.dtype != w.dtype:
+    if np.ndim(decay_coef) or gemm is None or not w.flags.c_contiguous or post.dtype != w.dtype or pre.dtype != w.dtype:
         w += rule_update(post, pre, w, eta, decay_coef)
         return
     # w^T (d_pre x d_post, F-ordered) = alpha pre^T post + beta w^T; pre.T and post.T are F-ordered
