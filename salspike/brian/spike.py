@@ -20,8 +20,8 @@ layout (`salspike.circuit.circuit_layout`):
 
 Plasticity inside the run: each presynaptic spike adds to its synapse's tag the postsynaptic
 factor of the group's rule (W: the apical current; Wbar: the lateral current; V: the signed
-trace of hbar^k; Vbar: the trace of h^{k+1}), gated to the window.  At each trial's end a
-``run_regularly`` consolidates ``w += eta tag / (s T) - c w`` (Eqs. 5-8 in expectation) and
+trace of hbar^k; Vbar: the trace of h^{k+1}), gated to the window.  At the start of the next
+trial's first step (before anything else of that step) a ``run_regularly`` consolidates ``w += eta tag / (s T) - c w`` (Eqs. 5-8 in expectation) and
 clears the tag, so one call of `SpikeNetwork.run_trials` is ONE Brian2 run of many trials fed
 by TimedArrays, with one compiled binary reused through ``run_args``.
 
@@ -209,9 +209,12 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray], parameters: Mappin
         asm.neurons[p["brian_name"]] = g
         groups[p["brian_name"]] = g
         # per-trial spike counts of the window: sampled at each trial's end, then cleared
+        # sampled and cleared at the START of each trial's first step: the count holds exactly the
+        # steps of the trial before (also with t_settle = 0)
         asm.monitors[f"count_{name}"] = brian2.StateMonitor(g, ["n_on", "n_off"], record=True, clock=trial_clock,
-                                                            when="end", order=0, name=f"count_{name}")
-        g.run_regularly("n_on = 0\nn_off = 0", dt=T * brian2.ms, when="end", order=2, name=f"{p['brian_name']}_clear")
+                                                            when="start", order=0, name=f"count_{name}")
+        g.run_regularly("n_on = 0\nn_off = 0", dt=T * brian2.ms, when="start", order=2,
+                        name=f"{p['brian_name']}_clear")
     delay = spec["delay_ms"] * brian2.ms
     for name, s in spec["synapses"].items():
         kwargs = {}
@@ -227,7 +230,7 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray], parameters: Mappin
         if s["on_pre"]:
             syn.pre.order = s["order"]
         if s["plastic"]:
-            syn.run_regularly(spec["consolidate"], dt=T * brian2.ms, when="end", order=1,
+            syn.run_regularly(spec["consolidate"], dt=T * brian2.ms, when="start", order=1,
                               name=f"{s['brian_name']}_consolidate")
         asm.synapses[s["brian_name"]] = syn
     for k, r in enumerate(spec["recordings"]):
@@ -238,7 +241,9 @@ def _assemble(spec: dict, template: Mapping[str, np.ndarray], parameters: Mappin
             obj = asm.synapses[spec["synapses"][target]["brian_name"]]
         if var == "spikes":
             signed = spec["populations"][target]["signed"]
-            m = brian2.SpikeMonitor(obj, variables=["sgn"] if signed else [], name=f"rec_{k}")
+            # after the resets: a signed pair's sgn is set there (SPIKE_SCHEDULE)
+            m = brian2.SpikeMonitor(obj, variables=["sgn"] if signed else [], when="resets", order=1,
+                                    name=f"rec_{k}")
         elif var == "rate":
             m = brian2.PopulationRateMonitor(obj, name=f"rec_{k}")
         else:

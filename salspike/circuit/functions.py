@@ -78,15 +78,28 @@ def input_variance(W: np.ndarray, a_pre: np.ndarray, rate_scale_hz: float, tau_s
     return var
 
 
-def lnp_rate(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Mean of [I]_+ for Gaussian I ~ N(mu, sigma^2): mu Phi(mu/sigma) + sigma phi(mu/sigma)
-    (ReLU of mu where sigma = 0): the mean activity of an LNP neuron with rectified intensity."""
+def shot_noise_third_cumulant(W: np.ndarray, a_pre: np.ndarray, rate_scale_hz: float, tau_s_ms: float) -> np.ndarray:
+    """Third cumulant of the filtered shot noise (Campbell): kappa_3 = sum_j |a_j| W_ij^3 / (3 s^2 tau_s^2)
+    (a presynaptic ON/OFF pair contributes with the sign of its activity: sign(a_j) |a_j| = a_j)."""
+    tau = tau_s_ms * 1e-3
+    return np.asarray(a_pre) @ (np.asarray(W) ** 3).T / (3.0 * rate_scale_hz ** 2 * tau ** 2)
+
+
+def lnp_rate(mu: np.ndarray, sigma: np.ndarray, kappa3: np.ndarray | None = None) -> np.ndarray:
+    """Mean of [I]_+ for I of mean mu and sd sigma: mu Phi(z) + sigma phi(z), z = mu / sigma, for
+    Gaussian I (ReLU of mu where sigma = 0): the mean activity of an LNP neuron with rectified
+    intensity.  With ``kappa3`` (the input's third cumulant, skewness g = kappa3 / sigma^3) the
+    first Edgeworth correction - (g sigma / 6) z phi(z) is added (shot noise of few large
+    presynaptic jumps is skewed)."""
     from scipy.special import ndtr
 
     mu, sigma = np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float)
     safe = np.where(sigma > 0, sigma, 1.0)
     z = mu / safe
-    out = mu * ndtr(z) + sigma * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    phi = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    out = mu * ndtr(z) + sigma * phi
+    if kappa3 is not None:
+        out = out - np.asarray(kappa3) / safe ** 2 / 6.0 * z * phi
     return np.where(sigma > 0, out, np.maximum(mu, 0.0))
 
 

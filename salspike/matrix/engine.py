@@ -16,7 +16,7 @@ import numpy as np
 
 from ..circuit import Circuit, Hooks, algorithm_plan, check_weights, circuit_layout, group_of, init_weights
 from ..circuit.functions import (CalibratedTransfer, error_signal, input_variance, lnp_rate, positive_probability,
-                                 relu)
+                                 relu, shot_noise_third_cumulant)
 from ..errors import ConfigError, DivergenceError, ShapeError
 from . import rules
 
@@ -90,10 +90,11 @@ class MatrixNetwork:
         """The spike level's matched rate model (``spike.matched_transfer`` lnp or calibrated) is in use."""
         return self.circuit["spike.matched_transfer"] != "relu"
 
-    def _transfer(self, mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _transfer(self, mu: np.ndarray, sigma: np.ndarray, kappa3: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
         """(mean activity, linear-response gain) of a hidden neuron of the matched rate model."""
         if self.circuit["spike.matched_transfer"] == "lnp":
-            return lnp_rate(mu, sigma), positive_probability(mu, sigma)
+            return lnp_rate(mu, sigma, kappa3), positive_probability(mu, sigma)
         if getattr(self, "_table", None) is None:
             cal = self.circuit["spike.calibration"]
             if cal is None:
@@ -158,7 +159,9 @@ class MatrixNetwork:
                 h.append(pre)
             elif self.matched:
                 sigma = self._sigma(W, h[k], var_pre)
-                mean, gain = self._transfer(pre, sigma)
+                c = self.circuit
+                kappa3 = shot_noise_third_cumulant(W, h[k], c["spike.rate_scale"], c["spike.tau_s"])
+                mean, gain = self._transfer(pre, sigma, kappa3)
                 h.append(mean)
                 var_pre = (gain * sigma) ** 2
             else:
