@@ -29,11 +29,12 @@ def short(repo_root, tmp_path):
     """A bundled protocol file with some keys replaced (``key = value`` lines), written to tmp."""
     def make(name: str, **keys) -> str:
         text = (repo_root / "protocols" / f"{name}.toml").read_text()
+        head, sep, tail = text.partition("\n[at.")  # the file's own keys, not its [at.LEVEL] tables
         for key, value in keys.items():
-            text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+            head, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", head, flags=re.M)
             assert n == 1, key
         path = tmp_path / f"{name}.toml"
-        path.write_text(text)
+        path.write_text(head + sep + tail)
         return str(path)
     return make
 
