@@ -21,8 +21,8 @@ import pytest
 
 from salspike.protocols import run_protocol
 
-#: windows of the tests: 20 ms settling, 40 ms window, 0.5 ms steps, 200 Hz per unit
-SHORT_SPIKE = "[at.spike.set]\nspike = { t_settle = 20.0, t_window = 40.0, rate_scale = 200.0, dt = 0.5 }\n"
+#: windows of the tests: 10 ms settling, 30 ms window, 1 ms steps, 100 Hz per unit
+SHORT_SPIKE = "[at.spike.set]\nspike = { t_settle = 10.0, t_window = 30.0, rate_scale = 100.0, dt = 1.0 }\n"
 
 
 def spike_version(repo_root, tmp_path, name: str, head: dict, at: dict) -> str:
@@ -103,7 +103,7 @@ def test_area_silencing_spike_level_is_one_way_and_exports_nwb(repo_root, tmp_pa
 
 
 def test_apical_lesion_spike_level(repo_root, tmp_path):
-    """Apical input of half and of all of h1 silenced at the spike level (8-6-3 circuit).
+    """Apical input of half of h1 silenced at the spike level (8-6-3 circuit).
 
     Closed form: the fraction of h1 neurons whose incoming W row changes is 1 - f (a presynaptic
     spike's tag is the apical current, 0 when silenced); inference is spared spike for spike (the
@@ -111,10 +111,9 @@ def test_apical_lesion_spike_level(repo_root, tmp_path):
     Catches: silence_apical not reaching the spike level's apical current; apical input driving
     the soma; W's tag read from a factor other than the apical current."""
     path = spike_version(repo_root, tmp_path, "apical_lesion", {"seeds": "[0]"},
-                         {"trials": 3, "test_trials": 3, "fractions": "[0.5, 1.0]"})
+                         {"trials": 3, "test_trials": 3, "fractions": "[0.5]"})
     rows = run_protocol(path, "spike", tmp_path / "al", device="runtime")["rows"]
-    assert [r["fraction_silenced"] for r in rows] == [0.5, 1.0]
-    for r in rows:
-        assert r["rows_learning"] == pytest.approx(r["rows_learning_closed_form"], abs=1e-12)
-        assert r["inference_change"] == 0.0
-    assert rows[0]["rows_learning"] == 0.5  # the intact half did learn: the check is not vacuous
+    (r,) = rows
+    assert r["fraction_silenced"] == 0.5 and r["rows_learning_closed_form"] == 0.5
+    assert r["rows_learning"] == 0.5  # exactly the intact half learned
+    assert r["inference_change"] == 0.0
