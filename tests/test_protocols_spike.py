@@ -117,3 +117,49 @@ def test_apical_lesion_spike_level(repo_root, tmp_path):
     assert r["fraction_silenced"] == 0.5 and r["rows_learning_closed_form"] == 0.5
     assert r["rows_learning"] == 0.5  # exactly the intact half learned
     assert r["inference_change"] == 0.0
+
+
+def test_presentation_time_error_latency_and_lower_bound(repo_root, tmp_path):
+    """Error latency per layer and minimum presentation time (8-4-3 circuit, tau_s 10 ms, delay 2 ms,
+    1 ms bins).
+
+    Closed forms: the error (hbar^2 = y - yhat) follows the target at once (mean arrival 0); one
+    Wbar synapse below, hbar^1 follows through one filter of tau_s after one delay (mean arrival
+    tau_s + delay, 10.9 ms over the measured bins); W^0 cannot change when the stimulus lasts
+    <= (K - 1) delay = 2 ms (exactly 0 after 1 ms), and does after 30 ms.
+    Catches: the feedback current's filter time constant differing from spike.tau_s (mean arrival
+    off); no synaptic delay on the way down (W^0 changes within the lower bound)."""
+    path = spike_version(repo_root, tmp_path, "presentation_time",
+                         {"seeds": "[0]", "pairs": 12, "on_ms": 50.0, "off_ms": 50.0, "bin_ms": 1.0,
+                          "target_amplitude": 4.0, "durations": "[1.0, 30.0]", "repeats": 1, "gap_ms": 20.0},
+                         {})
+    with open(path, "a") as f:  # into [at.spike.set]: the test's own clock
+        f.write("hidden = [4]\n")
+    text = open(path).read().replace(SHORT_SPIKE.splitlines()[1],
+                                     "spike = { delay = 2.0, rate_scale = 100.0, dt = 1.0, tau_s = 10.0 }")
+    open(path, "w").write(text)
+    rows = run_protocol(path, "spike", tmp_path / "pt", device="runtime")["rows"]
+    lat = {r["target"]: r for r in rows if r["measure"] == "error_latency"}
+    assert lat["hbar2"]["latency_closed_form_ms"] == 0.0 and lat["hbar2"]["filters"] == 0
+    assert lat["hbar1"]["latency_closed_form_ms"] == pytest.approx(10.9, abs=0.1)
+    assert abs(lat["hbar2"]["latency_ms"]) < 2.0
+    assert abs(lat["hbar1"]["latency_ms"] - lat["hbar1"]["latency_closed_form_ms"]) < 2.0
+    w0 = {r["presentation_ms"]: r for r in rows if r["measure"] == "presentation" and r["target"] == "W0"}
+    assert w0[1.0]["lower_bound_ms"] == 2.0
+    assert w0[1.0]["dW"] == 0.0 and w0[30.0]["dW"] > 0.1
+    assert (tmp_path / "pt" / "presentation_time.nwb").is_file()
+
+
+def test_presentation_time_refuses_bad_files(repo_root, tmp_path):
+    """Times that are not multiples of the bin, and levels without time, are one-line errors."""
+    from salspike.errors import ConfigError
+    from salspike.protocols import load_protocol
+
+    text = (repo_root / "protocols" / "presentation_time.toml").read_text()
+    for old, new, match in (("durations = [2.0,", "durations = [3.0,", r"multiple of bin_ms"),
+                            ('levels = ["spike"]', 'levels = ["matrix"]', r"meaningful at \['spike'\]")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text.replace(old, new))
+        with pytest.raises(ConfigError, match=match) as err:
+            load_protocol(bad)
+        assert "\n" not in str(err.value)

@@ -84,7 +84,7 @@ class Protocol:
 
 
 def _kinds() -> dict[str, type[Protocol]]:
-    from . import development, learning, synaptic  # noqa: F401  (register the kinds)
+    from . import development, learning, synaptic, timing  # noqa: F401  (register the kinds)
 
     return PROTOCOLS
 

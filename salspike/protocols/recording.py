@@ -37,19 +37,18 @@ class SpikeRecorder:
     def __init__(self, circuit: Circuit):
         self.circuit = circuit
         self.layout = circuit_layout(circuit)
-        self.settle_ms = float(circuit["spike.t_settle"])
-        self.trial_ms = self.settle_ms + float(circuit["spike.t_window"])
         self.t_total = 0.0  # ms of the protocol's clock used so far
         self.runs: list[dict] = []
 
     def wrap(self, level, condition: str) -> "RecordedLevel":
         return RecordedLevel(level, self, condition)
 
-    def add(self, condition: str, call: str, n: int, shift_ms: float, recordings: dict, counts: dict) -> None:
+    def add(self, condition: str, call: str, n: int, shift_ms: float, recordings: dict, counts: dict,
+            settle_ms: float, trial_ms: float) -> None:
         t0 = self.t_total
         self.runs.append({"condition": condition, "call": call, "t0_ms": t0, "n": int(n), "shift_ms": shift_ms,
-                          "recordings": recordings, "counts": counts})
-        self.t_total += n * self.trial_ms
+                          "recordings": recordings, "counts": counts, "settle_ms": settle_ms, "trial_ms": trial_ms})
+        self.t_total += n * trial_ms
 
     # -------------------------------------------------------------- to NWB
     def nwb_content(self) -> dict:
@@ -75,9 +74,9 @@ class SpikeRecorder:
         trials, series = [], {}
         for run in self.runs:
             for m in range(run["n"]):
-                start = run["t0_ms"] + m * self.trial_ms
-                trials.append({"start_s": start * 1e-3, "stop_s": (start + self.trial_ms) * 1e-3,
-                               "window_start_s": (start + self.settle_ms) * 1e-3,
+                start = run["t0_ms"] + m * run["trial_ms"]
+                trials.append({"start_s": start * 1e-3, "stop_s": (start + run["trial_ms"]) * 1e-3,
+                               "window_start_s": (start + run["settle_ms"]) * 1e-3,
                                "condition": f"{run['condition']} | {run['call']}"})
         for name in self.layout.populations:
             times, data = [], []
@@ -85,7 +84,7 @@ class SpikeRecorder:
                 c = run["counts"].get(name)
                 if c is None:
                     continue
-                times.append(run["t0_ms"] + self.settle_ms + np.arange(run["n"]) * self.trial_ms)
+                times.append(run["t0_ms"] + run["settle_ms"] + np.arange(run["n"]) * run["trial_ms"])
                 data.append(c)
             if times:
                 series[f"{name}.window_counts"] = (np.concatenate(times) * 1e-3, np.concatenate(data), "spikes",
@@ -97,7 +96,7 @@ class SpikeRecorder:
         from ..nwb import write_nwb
 
         c = self.circuit
-        notes = (f"spike level; trial = spike.t_settle {c['spike.t_settle']} ms + spike.t_window "
+        notes = (f"spike level; trial (unless the protocol sets its own) = spike.t_settle {c['spike.t_settle']} ms + spike.t_window "
                  f"{c['spike.t_window']} ms; spike.rate_scale {c['spike.rate_scale']} Hz per unit; "
                  f"spike.tau_s {c['spike.tau_s']} ms; spike.delay {c['spike.delay']} ms; spike.dt {c['spike.dt']} ms")
         return write_nwb(path, description=description, notes=notes, **self.nwb_content())
@@ -125,7 +124,8 @@ class RecordedLevel:
         self._lv.close()
 
     def _collect(self, call: str, n: int, acts: dict) -> None:
-        c = self._rec.circuit
+        c = self._lv.circuit  # a kind may run its own trial clock (e.g. short trials as time bins)
+        settle, trial = float(c["spike.t_settle"]), float(c["spike.t_settle"]) + float(c["spike.t_window"])
         per = c["spike.rate_scale"] * c["spike.t_window"] * 1e-3
         recs = {pop: {f: np.asarray(v) for f, v in self._lv.recordings.get(key, {}).items()}
                 for pop, key in self._keys.items()}
@@ -139,8 +139,8 @@ class RecordedLevel:
             r["sign"] = np.asarray(s["values"])[np.minimum(row, len(steps) - 1), r["i"].astype(int)]
         counts = {pop: np.rint(np.asarray(a, dtype=np.float64) * per) for pop, a in acts.items()}
         # the level's recordings run on its own clock (which started at 0): move them to the protocol's
-        self._rec.add(self._cond, call, n, self._rec.t_total - self._elapsed, recs, counts)
-        self._elapsed += n * self._rec.trial_ms
+        self._rec.add(self._cond, call, n, self._rec.t_total - self._elapsed, recs, counts, settle, trial)
+        self._elapsed += n * trial
 
     def step(self, x, y, online: bool = False):
         acts = self._lv.step(x, y, online=online)
