@@ -141,6 +141,13 @@ class PresentationTime(Protocol):
                 for g in GROUPS:
                     lv.freeze(g)
                 acts = s.train(lv, np.repeat(x0[None], n, 0), np.where(on[:, None], y0[None], 0.0))
+                weights = {k: np.asarray(v) for k, v in lv.weights.items()}
+            # the steady-state change of each error population, from the weights alone (linear chain,
+            # identity D_d): du^K = y0, du^k = Wbar^k du^{k+1}; projecting the spike response on it
+            # normalises without the bias a noisy steady-state estimate would bring
+            du = {K: y0}
+            for k in range(K - 1, 0, -1):
+                du[k] = weights[f"Wbar{k}"] @ du[k + 1]
             for k in range(K, 0, -1):
                 a = np.asarray(acts[f"hbar{k}"])
                 r_on = np.mean([a[b:b + n_on] for b in starts_on], axis=0)
@@ -149,8 +156,7 @@ class PresentationTime(Protocol):
                 # first step (the counter is read and cleared at the end of that step): bin b is
                 # (b bin, (b + 1) bin] + one step, and the phase's last bin holds the next phase's first step
                 D = (r_on - r_off)[:-1]  # = du (2 g(t) - 1): onset minus offset response, baseline-free
-                late = D[-max(1, n_on // 3):].mean(axis=0)
-                g = 0.5 * (1 + D @ late / (late @ late)) if late @ late > 0 else np.full(n_on - 1, np.nan)
+                g = 0.5 * (1 + D @ du[k] / (du[k] @ du[k]))
                 nf = K - k
                 closed = binned_closed_form(n_on - 1, bin_ms, nf, tau, delay, offset_ms=c0["spike.dt"])
                 lat, lat_cf = mean_latency(g, bin_ms), mean_latency(closed, bin_ms)
@@ -197,8 +203,9 @@ class PresentationTime(Protocol):
                 "tau_readout_ms": c0["spike.tau_readout"],
                 "response": {k: np.mean(v, axis=0).tolist() for k, v in responses.items()},
                 "latency": "mean arrival time (area above the normalised response) of hbar^k's signed (ON - OFF) "
-                           "rate after a target onset, from the mean onset-minus-offset response projected on its "
-                           "steady state (input on throughout)",
+                           "rate after a target onset: the mean onset-minus-offset response D projected on the "
+                           "steady-state change du^k = Wbar^k ... Wbar^{K-1} y0 (from the weights), "
+                           "g = (1 + D.du / du.du) / 2 (input on throughout)",
                 "latency_closed_form": "the same of the binned closed form P(n, (t - n delay) / tau_s), "
                                        "n = K - k filters (Wbar synapses) below the error",
                 "dW": "||W^k after - before|| per presentation (mean over repeats, each followed by gap_ms of rest; "
