@@ -328,6 +328,13 @@ def cmd_protocol_list(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs, n_train=args.n_train, trials=args.trials)
+    return 0
+
+
 def cmd_figures(args) -> int:
     from .figures import regenerate
 
@@ -526,6 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
     prl = prsub.add_parser("list", help="the bundled protocols, one line each", formatter_class=fmt)
     prl.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     prl.set_defaults(func=cmd_protocol_list)
+
+    dm = sub.add_parser("demo", help="a short end-to-end run: train briefly, a protocol at the spike level, "
+                        "its figure and NWB file (a few minutes, no download)", formatter_class=fmt)
+    dm.add_argument("--out", required=True, help="new folder for the demo's results")
+    dm.add_argument("--epochs", type=int, default=3, help="training epochs on the digits (matrix level)")
+    dm.add_argument("--n-train", type=int, default=None, help="training examples (default: the whole digits split)")
+    dm.add_argument("--trials", type=int, default=5, help="probe and learning trials of the spike-level protocol")
+    dm.set_defaults(func=cmd_demo)
 
     fg = sub.add_parser("figures", help="regenerate the figures of a results folder (protocol or training runs)",
                         formatter_class=fmt)

@@ -28,7 +28,7 @@ ENGINES = ("salspike.matrix", "salspike.brian")
 _LAYER_OF = [  # (module prefix, layer), most specific first
     ("salspike.cli", 4),
     ("salspike.training", 3), ("salspike.sweeps", 3), ("salspike.protocols", 3), ("salspike.compare", 3),
-    ("salspike.figures", 3),
+    ("salspike.figures", 3), ("salspike.demo", 3),
     ("salspike.levels", 2),
     ("salspike.matrix", 1), ("salspike.brian", 1),
     ("salspike", 0),

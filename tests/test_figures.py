@@ -85,8 +85,11 @@ def test_gallery_regenerates_from_recorded_results(repo_root, tmp_path, monkeypa
     for png in gallery.glob("*/*.png"):
         png.unlink()
     assert main(["figures", str(gallery)]) == 0
-    names = sorted(p.name for p in gallery.iterdir() if p.is_dir())
-    assert len(names) >= 7 and all((gallery / n / f"{n}.png").is_file() for n in names)
+    import json
+
+    folders = [p for p in gallery.iterdir() if p.is_dir()]  # e.g. area_silencing_spike holds area_silencing.png
+    names = {p: json.loads((p / "summary.json").read_text())["protocol"] for p in folders}
+    assert len(names) >= 7 and all((p / f"{n}.png").is_file() for p, n in names.items())
 
 
 def test_salspike_figures_on_a_sweep(tmp_path):

@@ -29,11 +29,12 @@ def short(repo_root, tmp_path):
     """A bundled protocol file with some keys replaced (``key = value`` lines), written to tmp."""
     def make(name: str, **keys) -> str:
         text = (repo_root / "protocols" / f"{name}.toml").read_text()
+        head, sep, tail = text.partition("\n[at.")  # the file's own keys, not its [at.LEVEL] tables
         for key, value in keys.items():
-            text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+            head, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", head, flags=re.M)
             assert n == 1, key
         path = tmp_path / f"{name}.toml"
-        path.write_text(text)
+        path.write_text(head + sep + tail)
         return str(path)
     return make
 
@@ -52,14 +53,14 @@ def test_bundled_protocols_load_and_list(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert sorted(line.split()[0] for line in lines) == sorted(listed)
     assert {"apical_lesion", "area_silencing", "self_assembly", "pairing_window"} <= set(listed)
-    assert listed["pairing_window"] == ["spike"] and listed["apical_lesion"] == ["matrix", "rate"]
+    assert listed["pairing_window"] == ["spike"] and listed["apical_lesion"] == ["matrix", "rate", "spike"]
 
 
 @pytest.mark.parametrize("edit, match", [
     (lambda t: t.replace("protocol =", "fractons = [0.5]\nprotocol ="), r"unknown key 'fractons'.*Did you mean fractions"),
     (lambda t: t + "\ngama = 0.1\n", r"\[set\]: unknown key 'gama'.*Did you mean gamma"),
     (lambda t: t.replace("trials = 200", 'trials = "many"'), r"key 'trials' must be int"),
-    (lambda t: t.replace('levels = ["matrix", "rate"]', 'levels = ["matrix", "synapse"]'), r"'levels'.*meaningful"),
+    (lambda t: t.replace('levels = ["matrix", "rate", "spike"]', 'levels = ["matrix", "synapse"]'), r"'levels'.*meaningful"),
     (lambda t: t.replace("fractions = [0.0, 0.25, 0.5, 0.75, 1.0]", "fractions = [0.5, 1.5]"), r"fractions.*\[1.5\]"),
     (lambda t: t.replace('protocol = "apical_lesion"', 'protocol = "apical_lesoin"'), r"protocol.*not allowed"),
 ])
@@ -79,7 +80,7 @@ def test_per_level_keys(short, tmp_path):
     """[at.LEVEL] tables change keys (and model keys) at one level only; they are validated with
     the file."""
     path = short("apical_lesion", seeds="[0]", test_trials=10, fractions="[0.0, 1.0]")
-    text = open(path).read()
+    text = open(path).read().split("\n[at.")[0]  # without the file's own [at.spike] tables
     good = tmp_path / "good.toml"
     good.write_text(text + "\n[at.matrix]\ntrials = 7\nset = { eta = { W = 0.01 } }\n[at.rate]\ntrials = 2\n")
     p = load_protocol(good)
@@ -101,7 +102,7 @@ def test_per_level_keys(short, tmp_path):
 def test_levels_are_refused_in_one_line(capsys, tmp_path):
     """A protocol refuses a level where it is not meaningful: exit 2, one line naming the fix."""
     assert main(["protocol", "run", "pairing_window", "--level", "matrix", "--out", str(tmp_path / "a")]) == 2
-    assert main(["protocol", "run", "apical_lesion", "--level", "spike", "--out", str(tmp_path / "b")]) == 2
+    assert main(["protocol", "run", "self_assembly", "--level", "spike", "--out", str(tmp_path / "b")]) == 2
     assert main(["protocol", "run", "apical_lesion", "--level", "matrix", "--device", "runtime", "--out",
                  str(tmp_path / "c")]) == 2
     assert main(["protocol", "run", "apical_lesion", "--level", "matrix", "--seeds", "0,x", "--out",

@@ -5,6 +5,8 @@
   `run_protocol` (table, figure, provenance) and `figure_from_folder`;
 * `learning`: ``apical_lesion``, ``area_silencing``, ``instructive_sign``; `development`: ``self_assembly``, ``motif``;
   `synaptic`: ``heterosynaptic``, ``rate_dependence``;
+* `timing`: ``presentation_time`` (error latency per layer, minimum presentation time; spike level only);
+* `recording`: the spike trains of a spike-level run, written to NWB beside its table;
 * `pairing`: the spike-level pairing window (its own schema, spike level only).
 
 ``salspike protocol list`` shows the bundled protocols; ``salspike protocol run NAME --level
@@ -15,6 +17,7 @@ from .engine import PROTOCOLS, Protocol, figure_from_folder, list_protocols, loa
 from . import development as _development  # noqa: F401  (registers self_assembly)
 from . import learning as _learning  # noqa: F401  (registers apical_lesion, area_silencing)
 from . import synaptic as _synaptic  # noqa: F401  (registers heterosynaptic, rate_dependence)
+from . import timing as _timing  # noqa: F401  (registers presentation_time)
 
 __all__ = ["PROTOCOLS", "Protocol", "figure_from_folder", "list_protocols", "load_protocol", "register_protocol",
            "run_protocol"]

@@ -10,7 +10,9 @@ besides `schema.COMMON`), ``COLUMNS`` (the table's columns with their units) and
 Written into ``--out`` (a `salspike.results.RunDir`, locked while it runs, every file atomic):
 ``protocol.toml`` (the file as run), ``model.toml`` (the resolved model), ``<name>.csv`` and
 ``<name>.json`` (rows; the JSON adds the units of every column and the meta data), the figure
-``<name>.pdf/.svg/.png`` and ``summary.json`` (provenance: commit, versions, command line).
+``<name>.pdf/.svg/.png`` and ``summary.json`` (provenance: commit, versions, command line); at
+the spike level also ``<name>.nwb``: the spike trains of every population in every run of the
+protocol, with the trials' timing and conditions (`salspike.protocols.recording`).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class Protocol:
 
 
 def _kinds() -> dict[str, type[Protocol]]:
-    from . import development, learning, synaptic  # noqa: F401  (register the kinds)
+    from . import development, learning, synaptic, timing  # noqa: F401  (register the kinds)
 
     return PROTOCOLS
 
@@ -157,30 +159,41 @@ class Session:
     """What a protocol kind uses to run its conditions on one level.
 
     ``circuit(seed)``: the protocol's model with its [set] overrides and ``seed``;
-    ``level(seed, weights)``: `make_level` of that circuit (initial weights by default);
-    ``task(seed, n)``: n trials (x, y) of a seeded linear teacher, x_i ~ N(0, 1/d_0), y = T x, T_ij ~ N(0, 1);
+    ``level(seed, weights, condition)``: `make_level` of that circuit (initial weights by default;
+    at the spike level seeded with ``seed`` and, when the session records, wrapped so that its
+    spike trains go to the protocol's NWB file under the label ``condition``);
+    ``task(seed, n)``: n trials (x, y) of a seeded linear teacher, x_i ~ N(0, 1/d_0), y = T x, T_ij ~ N(0, 1)
+    (at the spike level, where inputs are rates, x_i ~ |N(0, 1/d_0)|);
     ``train(level, x, y)``: one update per trial (online, the mode every level shares)."""
 
     level_name: str
     base: Circuit
     options: dict
     params: dict
+    recorder: Any = None
 
     def circuit(self, seed: int) -> Circuit:
         return self.base.with_overrides({"seed": int(seed)}, source=self.params["source"])
 
-    def level(self, seed: int, weights: dict | None = None):
+    def level(self, seed: int, weights: dict | None = None, condition: str = ""):
         from ..levels import make_level
 
         c = self.circuit(seed)
         w = init_weights(c) if weights is None else weights
-        return make_level(self.level_name, c, {k: np.array(v, dtype=np.float64) for k, v in w.items()},
-                          **self.options)
+        options = dict(self.options)
+        if self.level_name == "spike":
+            options["seed"] = int(seed)  # the same seed: the same spike trains where the hooks allow
+        lv = make_level(self.level_name, c, {k: np.array(v, dtype=np.float64) for k, v in w.items()}, **options)
+        if self.recorder is not None:
+            return self.recorder.wrap(lv, f"seed {seed}" + (f", {condition}" if condition else ""))
+        return lv
 
     def task(self, seed: int, n: int, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
         d = self.base.widths
         teacher = np.random.default_rng([int(seed), 7]).standard_normal((d[-1], d[0]))
         x = np.random.default_rng([int(seed), 11, stream]).standard_normal((n, d[0])) / np.sqrt(d[0])
+        if self.level_name == "spike":
+            x = np.abs(x)
         return x, x @ teacher.T
 
     @staticmethod
@@ -236,11 +249,16 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
     options = {} if level == "matrix" else {"device": device or circuit["rate.device"]}
     kind = PROTOCOLS[p["protocol"]](p)
     name = path.stem
+    recorder = None
+    if level == "spike" and getattr(kind, "RECORD_SPIKES", True):
+        from .recording import SpikeRecorder
+
+        recorder = SpikeRecorder(circuit)
     with RunDir(out) as run:
         atomic_write_text(run.file("protocol.toml"), path.read_text())
         atomic_write_text(run.file("model.toml"), circuit.to_toml())
         console.note(f"protocol {name}: {p['protocol']} at the {level} level, seeds {p['seeds']}")
-        rows, meta = kind.run(Session(level, circuit, options, p))
+        rows, meta = kind.run(Session(level, circuit, options, p, recorder))
         prov = provenance()
         table = {"protocol": name, "kind": p["protocol"], "level": level, "model": circuit["name"],
                  "seeds": p["seeds"], "columns": dict(kind.COLUMNS), "rows": rows, "meta": meta,
@@ -248,6 +266,10 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
         files = [_write_csv(run.file(f"{name}.csv"), rows, kind.COLUMNS)]
         files.append(run.write_json(name, table))
         files += write_figure(table, Path(run.file(name)))
+        if recorder is not None and recorder.runs:
+            files.append(str(recorder.write(run.file(f"{name}.nwb"),
+                                            f"salspike protocol {name} ({p['protocol']}) at the spike level, "
+                                            f"model {circuit['name']}, seeds {p['seeds']}")))
         run.finish({"protocol": name, "kind": p["protocol"], "level": level, "files": [Path(f).name for f in files],
                     "provenance": prov})
     text = format_table(table)

@@ -1,5 +1,11 @@
-"""Learning-scale protocols (matrix and rate levels; the spike level once it is closed-loop):
-manipulations during learning and what they do to W's plasticity and to activity.
+"""Learning-scale protocols (matrix, rate and spike levels): manipulations during learning and
+what they do to W's plasticity and to activity.
+
+At the spike level every quantity is read from spike counts in each trial's window, and the
+conditions of one seed start from the same spike-train seed: where a manipulation cannot reach
+a population (below a silenced area; the soma of a neuron whose apical input is silenced) that
+population fires exactly the same spikes as in the control, so the one-way predictions are exact
+(ratio 1, change 0), not statistical.
 
 * ``apical_lesion``: silence the apical (top-down, Vbar) input of a seeded random fraction f of
   the neurons of some upstream populations (default h1) during learning.  W's rule (Eq. 5) is
@@ -75,12 +81,16 @@ class ApicalLesion(Protocol):
             xt, yt = s.task(seed, self.p["test_trials"], stream=1)
             order = {k: np.random.default_rng([seed, 13, k]).permutation(d[k]) for k in layers}
             control = control_dw = None
+            # inference without any silencing, as the first run of its own level: at the spike level
+            # the silenced conditions' first runs below draw the same random numbers (same seed),
+            # so their outputs are identical spike for spike unless apical input reaches the soma
+            with s.level(seed, condition="intact, inference") as ref:
+                pred_off = ref.predict(xt)
             for f in self.p["fractions"]:
                 silenced = {k: order[k][:int(round(f * d[k]))] for k in layers}
                 silenced = {k: v for k, v in silenced.items() if v.size}
-                with s.level(seed) as lv:
+                with s.level(seed, condition=f"apical input of {f:g} of {self.p['populations']} silenced") as lv:
                     w0 = _copy(lv.weights)
-                    pred_off = lv.predict(xt)
                     for k, idx in silenced.items():
                         lv.silence_apical(f"h{k}", idx)
                     pred_on = lv.predict(xt)
@@ -169,9 +179,11 @@ class AreaSilencing(Protocol):
             raise ConfigError(f"{src}: key 'probe_trials' must be positive, got {p['probe_trials']}")
 
     def _measure(self, s, seed, area, probe, train):
-        """(mean |h_j|, mean |hbar_j|, ||dW^{j-1}||_F) for j = 1..K with area k silenced (None: control)."""
+        """(mean |h_j|, mean |hbar_j|, ||dW^{j-1}||_F) for j = 1..K with area k silenced (None: control).
+        The probe is each level's first run: at the spike level, with the same seed, the areas
+        below k fire exactly the same spikes as in the control unless something flows down."""
         K = s.base.n_layers
-        with s.level(seed) as lv:
+        with s.level(seed, condition="control" if area is None else f"area {area} silenced") as lv:
             if area is not None:
                 lv.silence(f"h{area}")
                 lv.silence(f"hbar{area}")

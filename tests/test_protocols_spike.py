@@ -1,0 +1,129 @@
+"""The learning-scale protocols at the spike level (closed-loop spiking network, Brian2 runtime
+device, tiny windows) and the NWB file a spike-level protocol run writes.
+
+Independent facts checked: the conditions of one seed share the spike-train seed, so wherever a
+manipulation cannot reach a population, that population fires exactly the control's spikes:
+below a silenced area the upstream spike counts are identical (ratio exactly 1: propagation is
+one-way), and the output of a circuit whose apical input is silenced is identical spike for
+spike (inference spared).  Exact zeros: no spikes above a silenced area, no W change where the
+apical factor is 0.  Closed form: the fraction of W rows that learn is 1 - f.  The NWB file is
+read with pynwb and its spike trains are recounted in every trial's window: the counts equal
+the run's (its count monitors), and the table's activity ratio follows from them (that run is `salspike demo`'s:
+tests/test_demo.py).
+Each test names the mistakes it catches ("Catches:"), see docs/mutation_testing.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from salspike.protocols import run_protocol
+
+#: windows of the tests: 10 ms settling, 30 ms window, 1 ms steps, 100 Hz per unit
+SHORT_SPIKE = "[at.spike.set]\nspike = { t_settle = 10.0, t_window = 30.0, rate_scale = 100.0, dt = 1.0 }\n"
+
+
+def spike_version(repo_root, tmp_path, name: str, head: dict, at: dict) -> str:
+    """The bundled protocol with the file keys ``head`` replaced and a short [at.spike] table."""
+    text = (repo_root / "protocols" / f"{name}.toml").read_text().split("\n[at.spike]")[0]
+    for key, value in head.items():
+        lines = [ln for ln in text.splitlines() if ln.startswith(f"{key} = ")]
+        assert len(lines) == 1, key
+        text = text.replace(lines[0], f"{key} = {value}")
+    text += "\n[at.spike]\n" + "".join(f"{k} = {v}\n" for k, v in at.items()) + SHORT_SPIKE
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def nwb_window_counts(path):
+    """Per population: (ON - OFF counts (trials, neurons) recounted from the units' spike trains
+    in each trial's window, the run's window_counts series, the trials' conditions)."""
+    pynwb = pytest.importorskip("pynwb")
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        tr = nwb.trials
+        w0, w1 = np.asarray(tr["window_start"][:]), np.asarray(tr["stop_time"][:])
+        cond = [str(c) for c in tr["condition"][:]]
+        units = nwb.units
+        pops, neurons, pol = units["population"][:], units["neuron"][:], units["polarity"][:]
+        recount: dict[str, np.ndarray] = {}
+        for u in range(len(units)):
+            t = np.asarray(units["spike_times"][u])
+            inside = (t[None, :] >= w0[:, None] - 1e-9) & (t[None, :] < w1[:, None] - 1e-9)
+            c = recount.setdefault(str(pops[u]), np.zeros((len(cond), 0)))
+            n = int(neurons[u])
+            if c.shape[1] <= n:
+                c = np.concatenate([c, np.zeros((len(cond), n + 1 - c.shape[1]))], axis=1)
+            c[:, n] += (1 if int(pol[u]) >= 0 else -1) * inside.sum(axis=1)
+            recount[str(pops[u])] = c
+        series = {}
+        for name, ts in nwb.processing["activity"].data_interfaces.items():
+            series[name.split(".")[0]] = (np.asarray(ts.timestamps[:]), np.asarray(ts.data[:]))
+    return recount, series, cond, w0
+
+
+def test_apical_lesion_spike_level(repo_root, tmp_path):
+    """Apical input of half of h1 silenced at the spike level (8-6-3 circuit).
+
+    Closed form: the fraction of h1 neurons whose incoming W row changes is 1 - f (a presynaptic
+    spike's tag is the apical current, 0 when silenced); inference is spared spike for spike (the
+    output of the silenced circuit equals the intact one's, same spike-train seed).
+    Catches: silence_apical not reaching the spike level's apical current; apical input driving
+    the soma; W's tag read from a factor other than the apical current."""
+    path = spike_version(repo_root, tmp_path, "apical_lesion", {"seeds": "[0]"},
+                         {"trials": 3, "test_trials": 3, "fractions": "[0.5]"})
+    rows = run_protocol(path, "spike", tmp_path / "al", device="runtime")["rows"]
+    (r,) = rows
+    assert r["fraction_silenced"] == 0.5 and r["rows_learning_closed_form"] == 0.5
+    assert r["rows_learning"] == 0.5  # exactly the intact half learned
+    assert r["inference_change"] == 0.0
+
+
+def test_presentation_time_error_latency_and_lower_bound(repo_root, tmp_path):
+    """Error latency per layer and minimum presentation time (8-4-3 circuit, tau_s 10 ms, delay 2 ms,
+    1 ms bins).
+
+    Closed forms: the error (hbar^2 = y - yhat) follows the target at once (mean arrival 0); one
+    Wbar synapse below, hbar^1 follows through one filter of tau_s after one delay (mean arrival
+    tau_s + delay, 10.9 ms over the measured bins); W^0 cannot change when the stimulus lasts
+    <= (K - 1) delay = 2 ms (exactly 0 after 1 ms), and does after 30 ms.
+    Catches: the feedback current's filter time constant differing from spike.tau_s (mean arrival
+    off); no synaptic delay on the way down (W^0 changes within the lower bound)."""
+    path = spike_version(repo_root, tmp_path, "presentation_time",
+                         {"seeds": "[0]", "pairs": 12, "on_ms": 50.0, "off_ms": 50.0, "bin_ms": 1.0,
+                          "target_amplitude": 4.0, "durations": "[1.0, 30.0]", "repeats": 1, "gap_ms": 20.0},
+                         {})
+    with open(path, "a") as f:  # into [at.spike.set]: the test's own clock
+        f.write("hidden = [4]\n")
+    text = open(path).read().replace(SHORT_SPIKE.splitlines()[1],
+                                     "spike = { delay = 2.0, rate_scale = 100.0, dt = 1.0, tau_s = 10.0 }")
+    open(path, "w").write(text)
+    rows = run_protocol(path, "spike", tmp_path / "pt", device="runtime")["rows"]
+    lat = {r["target"]: r for r in rows if r["measure"] == "error_latency"}
+    assert lat["hbar2"]["latency_closed_form_ms"] == 0.0 and lat["hbar2"]["filters"] == 0
+    assert lat["hbar1"]["latency_closed_form_ms"] == pytest.approx(10.9, abs=0.1)
+    assert abs(lat["hbar2"]["latency_ms"]) < 2.0
+    assert abs(lat["hbar1"]["latency_ms"] - lat["hbar1"]["latency_closed_form_ms"]) < 2.0
+    w0 = {r["presentation_ms"]: r for r in rows if r["measure"] == "presentation" and r["target"] == "W0"}
+    assert w0[1.0]["lower_bound_ms"] == 2.0
+    assert w0[1.0]["dW_from_rest"] == 0.0 and w0[30.0]["dW_from_rest"] > 0.0
+    assert (tmp_path / "pt" / "presentation_time.nwb").is_file()
+
+
+def test_presentation_time_refuses_bad_files(repo_root, tmp_path):
+    """Times that are not multiples of the bin, and levels without time, are one-line errors."""
+    from salspike.errors import ConfigError
+    from salspike.protocols import load_protocol
+
+    text = (repo_root / "protocols" / "presentation_time.toml").read_text()
+    for old, new, match in (("durations = [2.0,", "durations = [3.0,", r"multiple of bin_ms"),
+                            ('levels = ["spike"]', 'levels = ["matrix"]', r"meaningful at \['spike'\]")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text.replace(old, new))
+        with pytest.raises(ConfigError, match=match) as err:
+            load_protocol(bad)
+        assert "\n" not in str(err.value)
