@@ -186,7 +186,7 @@ def fig5(folder, out, metric="test_accuracy", formats=FORMATS) -> list[Path]:
     v = finals(ds, metric) * 100.0
     mean, sd, _ = mean_sd(v)
     fig, ax = plt.subplots(figsize=(3.4, 2.6), layout="constrained")
-    unit = " (per example, dimensionless)"
+    unit = " (learning rate, dimensionless)"
     if len(dims) == 1:
         d = dims[0]
         x = np.arange(ds.sizes[d])
