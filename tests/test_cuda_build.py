@@ -1,8 +1,10 @@
 """`salspike build`: the rate and spike networks as standalone projects.
 
 The one slow CUDA test, `test_cuda_standalone_compiles_rate_and_spike_networks`, generates and
-compiles (does not run: no GPU here) both networks of models/small_circuit.toml with brian2cuda
-and checks the binaries exist (about 3-4 minutes on 2 cores).  Without brian2cuda, nvcc or cuRAND
+compiles (does not run: no GPU here) both networks of models/small_circuit.toml, cut to one hidden
+layer, with brian2cuda and checks the binaries exist (the closed-loop spike network of the full
+small circuit took about 10 minutes of nvcc on 2 cores; one hidden layer has every kind of
+population and synapse group with fewer code objects).  Without brian2cuda, nvcc or cuRAND
 it skips, except under CI (CI=true) where it fails (the ``cuda_toolchain`` fixture of
 conftest.py).  Tests that compile C++ are marked ``slow``.
 """
@@ -42,8 +44,11 @@ def test_build_needs_fixed_widths_and_gpu(tmp_path, capsys, monkeypatch, small_c
 def test_cuda_standalone_compiles_rate_and_spike_networks(tmp_path, capsys, cuda_toolchain, small_circuit_path):
     for level in ("rate", "spike"):
         t0 = time.perf_counter()
+        # one hidden layer (8-6-3): every kind of population and synapse group of the network, the
+        # fewest code objects (a deeper circuit only repeats them); nvcc is the suite's slowest part
         code = main(["build", "--level", level, "--device", "cuda_standalone", "--model", str(small_circuit_path),
-                     "--compile-only", "--compute-capability", "9.0", "--build-dir", str(tmp_path / level)])
+                     "--set", "hidden=[6]", "--compile-only", "--compute-capability", "9.0",
+                     "--build-dir", str(tmp_path / level)])
         out = capsys.readouterr()
         assert code == 0, out.err
         info = json.loads(out.out)

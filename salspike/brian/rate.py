@@ -322,19 +322,12 @@ class RateNetwork(BrianWeights):
         self.apply_lesions()  # hooks.lesion() since the last run: those synapses are 0 from now on
         n = x.shape[0]
         stim_all = {name: self.hooks.stimulus(name, n) for name in self.layout.populations}
-        if self.device == "runtime":
-            chunk = self.trials_per_run or n
-        else:
-            if self.trials_per_run is None:
-                self.trials_per_run = n
-            chunk = self.trials_per_run
+        chunk = self._run_size(n)
         acts: dict[str, list] = {}
         recs: dict[str, dict[str, list]] = {}
         t_offset = 0.0
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
+        for start, stop, pad in self._run_slices(n, chunk):
             nv = stop - start
-            pad = chunk - nv if self.device != "runtime" else 0  # standalone: compiled trial count
             m = nv + pad
 
             def padded(a):

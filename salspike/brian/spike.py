@@ -489,22 +489,15 @@ class SpikeNetwork(BrianWeights):
         self.apply_lesions()
         n = x.shape[0]
         stim_all = {name: self.hooks.stimulus(name, n) for name in self.layout.populations}
-        if self.device == "runtime":
-            chunk = self.trials_per_run or n
-        else:
-            if self.trials_per_run is None:
-                self.trials_per_run = n
-            chunk = self.trials_per_run
+        chunk = self._run_size(n)
         if self.injections and n > chunk:
             raise ConfigError(f"injected spikes are timed from the start of one run, but {n} trials run in runs of "
                               f"{chunk}; pass trials_per_run >= {n}")
         acts: dict[str, list] = {}
         recs: dict[str, dict[str, list]] = {}
         t_offset = self._t_elapsed
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
+        for start, stop, pad in self._run_slices(n, chunk):
             nv = stop - start
-            pad = chunk - nv if self.device != "runtime" else 0
             m = nv + pad
 
             def padded(a):

@@ -38,6 +38,21 @@ class BrianWeights:
         self.hooks.clear_recordings()
         self.recordings = {}
 
+    def _run_size(self, n: int) -> int:
+        """Trials per Brian2 run for a call of ``n`` trials: ``trials_per_run`` (standalone: fixed by
+        the first call, the compiled trial count), else all ``n`` at the runtime device."""
+        if self.device == "runtime":
+            return self.trials_per_run or n
+        if self.trials_per_run is None:
+            self.trials_per_run = n
+        return self.trials_per_run
+
+    def _run_slices(self, n: int, chunk: int):
+        """(start, stop, pad) of each run: standalone runs are padded to the compiled count."""
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            yield start, stop, (chunk - (stop - start) if self.device != "runtime" else 0)
+
     def _trial_arrays(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         """Inputs (n, d_0) and targets (n, d_K) of n >= 1 trials as float64, or a ShapeError."""
         return check_trials(self.circuit, x, y, "run_trials")
