@@ -19,6 +19,8 @@ I/O); the wall time includes the binary's start and the run_args files.
 Usage::
 
     python benchmarks/spike_network.py [--model models/paper_mlp.toml] [--trials 20] [--jobs 2]
+"""
+
 from __future__ import annotations
 
 import argparse
