@@ -94,6 +94,12 @@ def train(circuit: Circuit, data: Dataset, out: str | None = None, *, level: str
     from threadpoolctl import threadpool_limits
 
     circuit = circuit.with_io_widths(data.input_width, data.output_width)
+    from .levels import get_level
+
+    if get_level(level).INPUTS_ARE_RATES and (np.any(data.x_train < 0) or np.any(data.x_test < 0)):
+        raise ConfigError(f"the {level} level encodes inputs as firing rates, but {data.name} has negative inputs "
+                          f"(min {float(min(data.x_train.min(), data.x_test.min())):g}); use a data set scaled to "
+                          "[0, 1] (digits, mnist, mnist5k, ...) or another level")
     run = RunDir(out, resume=resume) if out is not None else None
     try:
         with threadpool_limits(limits=blas_threads(circuit), user_api="blas"):

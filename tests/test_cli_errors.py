@@ -54,6 +54,7 @@ def step(tmp_path, *extra, weights="w.npz", inputs="b.npz", out="out.npz"):
     (["train", "--out", "r", "--data-root", "/tmp"], "drop --data-root"),
     (["train", "--out", "r", "--set", "eta.Q=1"], "unknown key 'eta.Q'"),
     (["train", "--out", "r", "--model", "nope.toml"], "does not exist"),
+    (["train", "--out", "r", "--level", "spike", "--dataset", "teacher_student"], "firing rates"),
     (["compare", "--out", "c", "--dataset", "digits", "--protocol", "pairing_window"], "exclude each other"),
     (["compare", "--out", "c", "--trials", "0"], "--trials must be >= 1"),
     (["sweep", "--out", "s", "--seeds", "0,x"], "comma-separated integers"),

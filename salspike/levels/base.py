@@ -57,6 +57,9 @@ def check_level_implements(cls: type["Level"], circuit: Circuit) -> None:
 class Level:
     """Common interface of a level (see the package docstring)."""
 
+    #: the level encodes inputs as firing rates: every input must be >= 0
+    INPUTS_ARE_RATES = False
+
     name = "?"
     #: keyword options the adapter accepts
     OPTIONS: tuple[str, ...] = ()

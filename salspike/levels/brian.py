@@ -134,6 +134,7 @@ class SpikeLevel(BrianLevel):
     OPTIONS = _BRIAN_OPTIONS + ("seed", "trials_per_run")
     STEP_MODE = ("spike: one update per row (trial), consolidated at the trial's end from the tags of its "
                  "spike.t_window; no batch mean")
+    INPUTS_ARE_RATES = True
     READOUT = "output ON - OFF spike counts in each trial's window, divided by spike.rate_scale x spike.t_window"
 
     @staticmethod
