@@ -127,3 +127,107 @@ def test_presentation_time_refuses_bad_files(repo_root, tmp_path):
         with pytest.raises(ConfigError, match=match) as err:
             load_protocol(bad)
         assert "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------- synapse-scale protocols at the spike level
+
+#: the synapse-scale tests' clock: 2 tau_s of settling (the apical current reaches ~98% of its mean
+#: before the first window), 1 ms steps
+SYNAPSE_SPIKE = "spike = { t_settle = 10.0, t_window = 40.0, rate_scale = 100.0, dt = 1.0, tau_s = 5.0 }"
+
+
+def synapse_version(repo_root, tmp_path, name: str, head: dict, at: dict) -> str:
+    path = spike_version(repo_root, tmp_path, name, head, at)
+    text = open(path).read().replace(SHORT_SPIKE.splitlines()[1], SYNAPSE_SPIKE)
+    open(path, "w").write(text)
+    return path
+
+
+def test_heterosynaptic_spike_level_exact_zeros_and_closed_form_within_spike_noise(repo_root, tmp_path):
+    """Heterosynaptic spread at the spike level (inputs 0-3 of h0 firing at 100 Hz, hbar1 clamped on,
+    apical input of h1 neuron 0 silenced, all but W0 frozen; 3 trials of 40 ms, gamma 0.01).
+
+    Exact: a synapse's tag sums the apical current at its presynaptic spikes, so unstimulated
+    synapses (no presynaptic spike) and synapses onto the silenced neuron (apical current off)
+    change by exactly the decay ((1-c)^n - 1) W0 (to rounding).  Statistical: stimulated synapses
+    onto neurons with apical input follow Eq. 5's closed form eta u a^T n (its size and sign) within
+    the predicted Poisson spike noise: the gain of their change on the closed form's is 1 within 3
+    sd of the noise and the opposite sign (gain -1) is outside (measured 1.67 +- 0.33; z 0.3-2.0
+    over seeds 0-3), and rms of (dW - closed form) / noise_sd is below 2.5 (measured 1.42; 0.68-1.42
+    over seeds 0-3: the synapses of one neuron share its apical current's noise).
+    Catches: W's tag reading the somatic current instead of the apical one (silenced rows change);
+    W's tag sampling the apical current with the wrong sign."""
+    path = synapse_version(repo_root, tmp_path, "heterosynaptic", {"seeds": "[0]"}, {"trials": 3})
+    out = tmp_path / "hs"
+    rows = run_protocol(path, "spike", out, device="runtime")["rows"]
+    assert len(rows) == 4
+    for r in rows:
+        if r["synapses"] == "stimulated, apical input on":
+            assert r["decay_only"] == "no" and r["activity_driven_abs"] > 0.01 and r["noise_sd"] > 0
+            assert r["rms_z"] < 2.5, r
+            assert abs(r["gain"] - 1) < 3 * r["gain_sd"] < abs(r["gain"] + 1), r  # size and sign; not -1
+        else:
+            assert r["decay_only"] == "yes" and r["max_abs_error"] < 1e-12 and r["activity_driven_abs"] < 1e-12
+    assert (out / "heterosynaptic.nwb").is_file()
+
+
+def test_rate_dependence_spike_level_follows_the_product_not_pre_post_spikes(repo_root, tmp_path):
+    """dW against presynaptic rate x apical drive at the spike level, with the drives mirrored
+    (-u, the same spike-train seed) and a pair-based STDP rule fitted from the run's spike trains.
+
+    Exact: mirroring the apical drive leaves every pre and post spike where it was (the apical
+    current never reaches the soma) and negates every change (dW(-u) = -dW(u) to rounding), so
+    each pre/post rule (Hebbian, BCM, STDP) predicts the same change under u and -u and, refitted
+    to both, explains nothing (R^2 0 to rounding).  Statistical: dW follows eta a u within the
+    predicted spike noise: gain 1 within 3 sd, -1 outside (measured 0.95 +- 0.38; z -1.8 to 0 over
+    seeds 0-3), rms z below 2.5 (measured 0.83, 0.73-0.83 over seeds 0-3).  How much
+    of the drives-u changes each rule explains is noisy in a 40 ms window (closed form R^2
+    0.12-0.70 over seeds 0-3) and is reported from the bundled run (docs/predictions.md), not
+    asserted here.
+    Catches: W's tag reading the somatic drive instead of the apical current (dW no longer flips);
+    a sign flip of W's tag (rms z); the STDP sums not computed from the run's spikes (all 0)."""
+    path = synapse_version(repo_root, tmp_path, "rate_dependence", {"seeds": "[0]"}, {"mirror": "true"})
+    out = tmp_path / "rd"
+    res = run_protocol(path, "spike", out, device="runtime")
+    rows, meta = res["rows"], res["meta"]
+    u = [r for r in rows if r["drives"] == "u"]
+    m = [r for r in rows if r["drives"] == "-u"]
+    assert len(u) == len(m) == 48
+    for p, q in zip(u, m):
+        assert q["apical_drive"] == pytest.approx(-p["apical_drive"], abs=1e-12)
+        assert q["post_activity"] == p["post_activity"]  # the same somatic spikes
+        assert q["dW"] == pytest.approx(-p["dW"], abs=1e-12)  # the opposite change
+        for col in ("hebbian_fit", "bcm_fit", "stdp_fit"):
+            assert q[col] == p[col]
+    for col in ("hebbian_fit", "bcm_fit", "stdp_fit"):
+        assert abs(meta["r2_mirrored"][col]) < 1e-9
+    assert any(r["stdp_fit"] != 0 for r in u)
+    dw, cf, sd = (np.array([r[c] for r in u]) for c in ("dW", "closed_form", "noise_sd"))
+    keep = sd > 0
+    assert np.sqrt(np.mean(((dw - cf)[keep] / sd[keep]) ** 2)) < 2.5
+    assert np.all(dw[~keep] == 0)  # no presynaptic spikes (a = 0): no change at gamma = 0
+    assert abs(meta["gain"] - 1) < 3 * meta["gain_sd"] < abs(meta["gain"] + 1)
+    assert (out / "rate_dependence.nwb").is_file()
+
+
+def test_pair_stdp_sums_and_fit_closed_form():
+    """The pair sums of the STDP fit on hand-made trains: post 10 ms after pre gives exp(-10/tau+)
+    in F+, post 10 ms before pre exp(-10/tau-) in F-, simultaneous spikes neither, pairs only
+    within a window; least squares recovers known amplitudes.
+    Catches: tau+ and tau- swapped; the sign of dt reversed; pairs across windows."""
+    from salspike.protocols import stdp
+
+    rec_pre = {"t": np.array([10.0, 110.0, 150.0]), "i": np.array([0, 0, 1])}
+    rec_post = {"t": np.array([20.0, 0.0, 150.0, 90.0]), "i": np.array([0, 1, 0, 0])}
+    windows = [(0.0, 100.0), (100.0, 200.0)]
+    fp, fm = stdp.pair_sums(stdp.window_spikes(rec_pre, 2, windows), stdp.window_spikes(rec_post, 2, windows))
+    tp, tm = stdp.TAU_PLUS_MS, stdp.TAU_MINUS_MS
+    # window 1: pre0 @10; post0 @20, @90 (after), post1 @0 (before); window 2: pre0 @110, pre1 @150, post0 @150
+    assert fp[0, 0] == pytest.approx(np.exp(-10 / tp) + np.exp(-80 / tp) + np.exp(-40 / tp))
+    assert fm[1, 0] == pytest.approx(np.exp(-10 / tm)) and fp[1, 0] == 0
+    assert fp[0, 1] == 0 and fm[0, 1] == 0  # simultaneous
+    assert fm[0, 0] == 0  # post0 @90 (window 1) before pre0 @110 (window 2): not a pair
+    rng = np.random.default_rng(0)
+    f1, f2 = rng.random(30), rng.random(30)
+    a_plus, a_minus, pred = stdp.fit_stdp(0.3 * f1 - 0.7 * f2, f1, f2)
+    assert (a_plus, a_minus) == (pytest.approx(0.3), pytest.approx(0.7))

@@ -62,6 +62,8 @@ class Protocol:
     LEVELS: tuple[str, ...] = ("matrix", "rate")
     #: the kind's own keys: key -> (types, default (None: required), doc)
     KEYS: dict[str, tuple[Any, Any, str]] = {}
+    #: the figure's size in inches (width, height)
+    FIGSIZE = (7.2, 3.0)
     #: table columns -> unit ("" dimensionless, "-" a label)
     COLUMNS: dict[str, str] = {}
 
@@ -305,7 +307,7 @@ def write_figure(table: dict, stem: Path) -> list[Path]:
     if kind is None:
         raise ConfigError(f"{stem}: unknown protocol kind {table['kind']!r}; this salspike knows "
                           f"{sorted(PROTOCOLS)}")
-    fig = plt.figure(figsize=(7.2, 3.0), constrained_layout=True)
+    fig = plt.figure(figsize=kind.FIGSIZE, constrained_layout=True)
     try:
         kind.plot(fig, table)
         stamp(fig, f"{table['model']} ({table['level']} level)", table["seeds"], table.get("commit", ""))
