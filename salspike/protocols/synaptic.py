@@ -15,6 +15,18 @@ closed form of Eq. 5 over n trials with decay coefficient c:
   apical drives u_i (one per postsynaptic neuron, set through hbar^{k+1} = pinv(Vbar^k) u) in one
   trial: dW_ij = eta a_j u_i (the product), with a Hebbian (dW = k a h_post) and a BCM-style
   (dW = k a h_post (h_post - theta)) rule fitted by least squares to the same changes beside it.
+
+At the spike level the clamped h^k fires Poisson spikes at s a and hbar^{k+1} at s |b|; a
+synapse's tag sums the apical current at its presynaptic spikes, consolidated once per trial.
+Exact there: a synapse without presynaptic spikes, or onto a neuron whose apical input is
+silenced, changes by exactly the decay.  Statistical: the other changes follow the closed form
+within the Poisson spike noise, which `_spike_noise` predicts (column ``noise_sd``, and the sd of
+the ``gain`` of the changes on the closed form, noise shared by a neuron's synapses included).
+``rate_dependence`` also fits a pair-based STDP rule whose pair sums come from the run's own
+spike trains (`salspike.protocols.stdp`), and with ``mirror`` runs each seed again with the
+drives -u and the same spike-train seed: the same pre and post spikes (the apical current does
+not reach the soma), the opposite change - which no rule of pre and post activity or spike
+timing can represent.
 """
 
 from __future__ import annotations
