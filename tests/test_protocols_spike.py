@@ -1,5 +1,5 @@
-"""The learning-scale protocols at the spike level (closed-loop spiking network, Brian2 runtime
-device, tiny windows) and the NWB file a spike-level protocol run writes.
+"""The learning-scale and synapse-scale protocols at the spike level (closed-loop spiking network,
+Brian2 runtime device, tiny windows) and the NWB file a spike-level protocol run writes.
 
 Independent facts checked: the conditions of one seed share the spike-train seed, so wherever a
 manipulation cannot reach a population, that population fires exactly the control's spikes:
@@ -10,6 +10,9 @@ apical factor is 0.  Closed form: the fraction of W rows that learn is 1 - f.  T
 read with pynwb and its spike trains are recounted in every trial's window: the counts equal
 the run's (its count monitors), and the table's activity ratio follows from them (that run is `salspike demo`'s:
 tests/test_demo.py).
+Synapse scale (heterosynaptic, rate_dependence): exact decay-only changes where a synapse has no
+presynaptic spike or no apical current; elsewhere the closed form within the predicted Poisson
+spike noise; mirrored apical drives leave every spike in place and flip every change.
 Each test names the mistakes it catches ("Catches:"), see docs/mutation_testing.md.
 """
 
@@ -231,3 +234,23 @@ def test_pair_stdp_sums_and_fit_closed_form():
     f1, f2 = rng.random(30), rng.random(30)
     a_plus, a_minus, pred = stdp.fit_stdp(0.3 * f1 - 0.7 * f2, f1, f2)
     assert (a_plus, a_minus) == (pytest.approx(0.3), pytest.approx(0.7))
+
+
+def test_rate_dependence_refuses_bad_spike_settings(repo_root, tmp_path):
+    """A non-positive STDP time constant, a non-boolean mirror and negative presynaptic rates at the
+    spike level are one-line errors naming the key."""
+    from salspike.errors import ConfigError
+    from salspike.protocols import load_protocol
+
+    text = (repo_root / "protocols" / "rate_dependence.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    for old, new, match in (("stdp_tau_plus_ms = 16.8", "stdp_tau_plus_ms = 0.0", r"'stdp_tau_plus_ms' must be > 0"),
+                            ("mirror = true", 'mirror = "yes"', r"'mirror' must be bool")):
+        bad.write_text(text.replace(old, new))
+        with pytest.raises(ConfigError, match=match) as err:
+            load_protocol(bad)
+        assert "\n" not in str(err.value)
+    bad.write_text(text.replace("pre_activities = [0.0,", "pre_activities = [-0.5,"))
+    with pytest.raises(ConfigError, match=r"firing rates and must be >= 0") as err:
+        run_protocol(bad, "spike", tmp_path / "out", device="runtime")
+    assert "\n" not in str(err.value)
