@@ -89,9 +89,18 @@ class TrialClock:
     def g(self) -> int:
         return math.gcd(self.n_settle, self.n_window) if self.n_settle else self.n_window
 
+    @property
+    def n_tail(self) -> int:
+        """Steps run after the last trial, in which it is consolidated and read out: one, or more
+        for long trials, because Brian2 rounds a run's end to a clock tick when it lies within
+        1e-4 of the tick (``Clock.epsilon_dt``): the per-trial clock (dt = one trial) would drop its
+        final tick, and the last trial's consolidation and counts with it, once a trial has
+        10,000 steps or more."""
+        return 1 + self.n_trial // 5000
+
     def run_ms(self, n_trials: int) -> float:
-        """n trials plus one step, in which the last trial is consolidated and read out."""
-        return (n_trials * self.n_trial + 1) * self.dt_ms
+        """n trials plus `n_tail` steps, in which the last trial is consolidated and read out."""
+        return (n_trials * self.n_trial + self.n_tail) * self.dt_ms
 
     def gates(self, n_trials: int, learn: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
         """win (read-out window of valid trials), learn (window of plastic trials) on a grid of

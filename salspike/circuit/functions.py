@@ -68,13 +68,13 @@ def shot_noise_variance(W: np.ndarray, a_pre: np.ndarray, rate_scale_hz: float, 
 def input_variance(W: np.ndarray, a_pre: np.ndarray, rate_scale_hz: float, tau_s_ms: float,
                    var_pre: np.ndarray | None = None) -> np.ndarray:
     """Variance of an LNP neuron's input current: the shot noise of its presynaptic spikes
-    (`shot_noise_variance`) plus, in linear response, the presynaptic intensity fluctuations
-    ``var_pre`` (variance of a_j(t), correlation time tau_s), halved by the tau_s filter:
-    sigma_i^2 = sum_j W_ij^2 (|a_j| / (2 s tau_s) + var_pre_j / 2).  Cross-covariances of the
+    (`shot_noise_variance`) plus the presynaptic intensity fluctuations as they pass the tau_s
+    filter, ``var_pre`` (`filtered_intensity_variance`; in linear response Var(a_j(t)) / 2):
+    sigma_i^2 = sum_j W_ij^2 (|a_j| / (2 s tau_s) + var_pre_j).  Cross-covariances of the
     presynaptic neurons (common input) are left out (mean-field)."""
     var = shot_noise_variance(W, a_pre, rate_scale_hz, tau_s_ms)
     if var_pre is not None:
-        var = var + 0.5 * (np.asarray(var_pre) @ (np.asarray(W) ** 2).T)
+        var = var + np.asarray(var_pre) @ (np.asarray(W) ** 2).T
     return var
 
 
@@ -101,6 +101,62 @@ def lnp_rate(mu: np.ndarray, sigma: np.ndarray, kappa3: np.ndarray | None = None
     if kappa3 is not None:
         out = out - np.asarray(kappa3) / safe ** 2 / 6.0 * z * phi
     return np.where(sigma > 0, out, np.maximum(mu, 0.0))
+
+
+def rectified_covariance_terms(mu: np.ndarray, sigma: np.ndarray, n_terms: int = 24) -> np.ndarray:
+    """The Hermite (Mehler) expansion of the autocovariance of a rectified Gaussian process:
+    for X(t) stationary Gaussian with mean mu, sd sigma and correlation rho(t),
+    Cov([X(0)]_+, [X(t)]_+) = sum_{n>=1} c_n rho(t)^n with, m = mu / sigma,
+    c_1 = sigma^2 Phi(m)^2 (linear response) and c_n = sigma^2 phi(m)^2 He_{n-2}(m)^2 / n! (n >= 2).
+    Returns c with shape (n_terms, *mu.shape); sum_n c_n = Var([X]_+)."""
+    from scipy.special import ndtr
+
+    mu, sigma = np.broadcast_arrays(np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float))
+    safe = np.where(sigma > 0, sigma, 1.0)
+    m = mu / safe
+    phi = np.exp(-0.5 * m * m) / np.sqrt(2 * np.pi)
+    terms = [sigma ** 2 * ndtr(m) ** 2]
+    he_prev, he = np.zeros_like(m), np.ones_like(m)  # He_{-1} (unused), He_0
+    fact = 1.0
+    for n in range(2, n_terms + 1):
+        fact *= n
+        terms.append(sigma ** 2 * phi ** 2 * he ** 2 / fact)
+        he_prev, he = he, m * he - (n - 2) * he_prev if n > 2 else m * he  # He_{n-1}
+    out = np.stack(terms)
+    return np.where(sigma > 0, out, 0.0)
+
+
+def filtered_intensity_variance(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Variance that a presynaptic LNP neuron's intensity fluctuations [I]_+ (I Gaussian, correlation
+    exp(-|t|/tau_s)) add to a current filtered with the same tau_s: sum_n c_n / (n + 1), the n-th
+    term's correlation exp(-n|t|/tau_s) passed through the filter (`rectified_covariance_terms`;
+    linear response keeps only n = 1: Phi^2 sigma^2 / 2)."""
+    c = rectified_covariance_terms(mu, sigma)
+    n = np.arange(1, c.shape[0] + 1).reshape((-1,) + (1,) * (c.ndim - 1))
+    return (c / (n + 1)).sum(0)
+
+
+def window_activity_variance(mu: np.ndarray, sigma: np.ndarray, rate_scale_hz: float, t_window_ms: float,
+                             tau_s_ms: float, signed: bool = False) -> np.ndarray:
+    """Variance of one window's activity estimate (count / (s T)) of an LNP neuron whose input I has
+    mean mu, sd sigma and correlation time tau_s (T >> tau_s): the Poisson count variance
+    E[rate] / (s T) plus the intensity fluctuations (2 tau_s / T) sum_n c_n / n.  ReLU neuron:
+    rate s [I]_+ (`rectified_covariance_terms`); signed ON/OFF pair (``signed``): ON - OFF estimates
+    E[I] with intensity variance (2 tau_s / T) sigma^2 and count variance E|I| / (s T),
+    E|I| = mu (2 Phi(m) - 1) + 2 sigma phi(m)."""
+    from scipy.special import ndtr
+
+    T, tau = t_window_ms * 1e-3, tau_s_ms * 1e-3
+    mu, sigma = np.broadcast_arrays(np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float))
+    if signed:
+        safe = np.where(sigma > 0, sigma, 1.0)
+        m = mu / safe
+        phi = np.exp(-0.5 * m * m) / np.sqrt(2 * np.pi)
+        mean_abs = np.where(sigma > 0, mu * (2 * ndtr(m) - 1) + 2 * sigma * phi, np.abs(mu))
+        return mean_abs / (rate_scale_hz * T) + 2 * tau / T * sigma ** 2
+    c = rectified_covariance_terms(mu, sigma)
+    n = np.arange(1, c.shape[0] + 1).reshape((-1,) + (1,) * (c.ndim - 1))
+    return lnp_rate(mu, sigma) / (rate_scale_hz * T) + 2 * tau / T * (c / n).sum(0)
 
 
 def positive_probability(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from ..circuit import Circuit, Hooks, algorithm_plan, check_weights, circuit_layout, group_of, init_weights
-from ..circuit.functions import (CalibratedTransfer, error_signal, input_variance, lnp_rate, positive_probability,
+from ..circuit.functions import (CalibratedTransfer, error_signal, filtered_intensity_variance, input_variance, lnp_rate, positive_probability,
                                  relu, shot_noise_third_cumulant)
 from ..errors import ConfigError, DivergenceError, ShapeError
 from . import rules
@@ -147,7 +147,7 @@ class MatrixNetwork:
     def _hooked_upstream(self, x):
         """Eq. 1 with hooks; with the matched rate model, hidden layers are the LNP mean rate
         with the input variance of `input_variance` (shot noise plus the presynaptic intensity
-        fluctuations in linear response, carried layer to layer)."""
+        fluctuations, `filtered_intensity_variance`, carried layer to layer)."""
         h, a = [self._stim_clamp("h0", x)], [None]
         relu_hidden = self.circuit["upstream_nonlinearity"] == "relu"
         var_pre = None  # intensity variance of h^k (0 for the input's fixed rates)
@@ -163,7 +163,8 @@ class MatrixNetwork:
                 kappa3 = shot_noise_third_cumulant(W, h[k], c["spike.rate_scale"], c["spike.tau_s"])
                 mean, gain = self._transfer(pre, sigma, kappa3)
                 h.append(mean)
-                var_pre = (gain * sigma) ** 2
+                var_pre = (filtered_intensity_variance(pre, sigma) if c["spike.matched_transfer"] == "lnp"
+                           else 0.5 * (gain * sigma) ** 2)  # the calibrated table: linear response
             else:
                 h.append(relu(pre))
         return h, a
