@@ -245,6 +245,7 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
         kind_cls, src = PROTOCOLS[p["protocol"]], f"{p['source']} overrides"
         p = _at_level(p, schema.replaceable(overrides, {**schema.COMMON, **kind_cls.KEYS}, src))
         _finish(kind_cls, p, src)
+        p["source"] = src  # the protocol as run: what later messages name
     if level == "matrix" and device is not None:
         raise ConfigError("--device applies to the Brian2 levels only (rate, spike); drop it at the matrix level")
     if p["protocol"] == "pairing_window":
