@@ -31,13 +31,15 @@ def run(cmd, cwd, env=None, timeout=900):
 def installed(tmp_path_factory):
     base = tmp_path_factory.mktemp("wheel")
     wheels = base / "dist"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT], cwd=base)
+    # without PYTHONPATH: a checkout on it (with the salspike.egg-info a wheel build leaves) would
+    # make pip find salspike "already satisfied" and skip installing the wheel
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT], cwd=base, env=env)
     wheel = next(wheels.glob("salspike-*.whl"))
     env_dir = base / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel], cwd=base)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel], cwd=base, env=env)
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["SALSPIKE_CACHE_DIR"] = str(base / "cache")
     work = base / "work"
