@@ -232,6 +232,13 @@ class Circuit:
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "Circuit":
+        """Read a model file: a path, or the name of a bundled model (``"paper_mlp"``,
+        ``"small_circuit"``; `salspike.resources.bundled` lists them).  ``overrides`` are model
+        keys with their values, dotted for tables (``{"hidden": [100], "eta.W": 0.01}``), as
+        ``--set`` takes them; `with_overrides` applies them to a loaded circuit."""
+        from ..resources import resolve
+
+        path = resolve("model", path)
         data = read_toml_file(path, "model", "models/paper_mlp.toml")
         circuit = cls.from_dict(data, source=str(path))
         return circuit.with_overrides(overrides or {}) if overrides else circuit

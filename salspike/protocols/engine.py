@@ -226,9 +226,14 @@ def _check_level(p: dict, level: str) -> None:
 
 def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, device: str | None = None,
                  model: str | None = None, seeds: list[int] | None = None,
+                 overrides: dict[str, Any] | None = None,
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run a protocol file (or bundled name) at one level and write its results folder ``out``.
-    Returns ``table`` (text), ``rows``, ``meta``, ``files``."""
+
+    ``overrides``: protocol keys that replace the file's (and its ``[at.LEVEL]`` table's) for this
+    run, checked like the file's, e.g. ``{"trials": 3, "areas": [2]}``; its ``set`` adds model keys
+    to the file's ``[set]`` (``{"set": {"spike.t_window": 60.0}}``).  They are recorded in
+    ``summary.json``.  Returns ``table`` (text), ``rows``, ``meta``, ``files``."""
     path = resolve("protocol", name_or_path)
     p = load_protocol(path)
     _check_level(p, level)
@@ -236,6 +241,13 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
     if over:  # the [at.LEVEL] table (validated with the file)
         p = _at_level(p, over)
         PROTOCOLS[p["protocol"]].check(p, p["source"])
+    if overrides:
+        if p["protocol"] == "pairing_window":
+            raise ConfigError(f"{path}: the pairing window takes no overrides; edit a copy of its file")
+        kind_cls, src = PROTOCOLS[p["protocol"]], f"{p['source']} overrides"
+        p = _at_level(p, schema.replaceable(overrides, {**schema.COMMON, **kind_cls.KEYS}, src))
+        _finish(kind_cls, p, src)
+        p["source"] = src  # the protocol as run: what later messages name
     if level == "matrix" and device is not None:
         raise ConfigError("--device applies to the Brian2 levels only (rate, spike); drop it at the matrix level")
     if p["protocol"] == "pairing_window":
@@ -273,7 +285,7 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
                                             f"salspike protocol {name} ({p['protocol']}) at the spike level, "
                                             f"model {circuit['name']}, seeds {p['seeds']}")))
         run.finish({"protocol": name, "kind": p["protocol"], "level": level, "files": [Path(f).name for f in files],
-                    "provenance": prov})
+                    "overrides": to_jsonable(overrides or {}), "provenance": prov})
     text = format_table(table)
     if log:
         log(text)

@@ -81,13 +81,20 @@ def level_overrides(data: dict, keys: dict[str, tuple[Any, Any, str]], levels, s
             raise ConfigError(f"{src}: [at.{level}]: unknown level; choose one of {list(levels)}")
         if not isinstance(table, dict):
             raise ConfigError(f"{src}: 'at.{level}' must be a table of protocol keys, e.g. [at.{level}] trials = 20")
-        out[level] = {}
-        for key, value in table.items():
-            if key not in keys or key in FIXED:
-                allowed = [k for k in keys if k not in FIXED]
-                raise ConfigError(f"{src}: [at.{level}]: unknown key '{key}'.{did_you_mean(key, allowed)} Allowed keys: "
-                                  f"{', '.join(allowed)}")
-            out[level][key] = _check(f"{src} [at.{level}]", key, value, keys[key])
+        out[level] = replaceable(table, keys, f"{src} [at.{level}]")
+    return out
+
+
+def replaceable(table: dict, keys: dict[str, tuple[Any, Any, str]], src: str) -> dict[str, Any]:
+    """Keys that replace a file's own (an [at.LEVEL] table, or `run_protocol`'s ``overrides``),
+    each checked like the file's; the keys of `FIXED` cannot be replaced."""
+    allowed = [k for k in keys if k not in FIXED]
+    out = {}
+    for key, value in table.items():
+        if key not in allowed:
+            raise ConfigError(f"{src}: unknown key '{key}'.{did_you_mean(key, allowed)} Allowed keys: "
+                              f"{', '.join(allowed)}")
+        out[key] = _check(src, key, value, keys[key])
     return out
 
 
