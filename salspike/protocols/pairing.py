@@ -30,7 +30,7 @@ from ..circuit import GROUPS, Circuit, algorithm_plan, init_weights, read_toml_f
 from ..circuit.schema import did_you_mean
 from ..errors import ConfigError
 
-__all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_pairing_file", "pairing_window"]
+__all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_pairing_file", "pairing_window", "apical_tag", "paired_run"]
 
 _F = (int, float)
 #: key -> (types, default (None: required), doc)
@@ -90,6 +90,52 @@ def load_protocol(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{src}: 'interval_ms' must be > 0 and 't_warmup_ms' >= 0")
     out["source"] = src
     return out
+
+
+def apical_tag(pre_times_ms, top_times_ms, circuit: Circuit) -> float:
+    """Closed form of W's tag per unit top-down weight (spike.tier = "poisson"): at each
+    presynaptic spike (step m) the rule reads the apical current, the sum over the top-down
+    spikes arrived by then of q^(m - arrival) / (s tau_s), q = exp(-dt / tau_s) (both pathways
+    have the same delay; the top-down pathway writes before W reads in a step).  Spike times in
+    ms from the run's start; one spike per step and neuron."""
+    dt, tau, s = circuit["spike.dt"], circuit["spike.tau_s"], circuit["spike.rate_scale"]
+    pre = np.round(np.asarray(pre_times_ms, dtype=np.float64) / dt).astype(int)
+    top = np.round(np.asarray(top_times_ms, dtype=np.float64) / dt).astype(int)
+    if not pre.size or not top.size:
+        return 0.0
+    lags = pre[:, None] - top[None, :]
+    q = math.exp(-dt / tau)
+    return float(np.sum(np.where(lags >= 0, q ** np.maximum(lags, 0), 0.0))) / (s * tau * 1e-3)
+
+
+def paired_run(level, k: int, pre_trains: Sequence[np.ndarray], top_idx: np.ndarray, top_times: np.ndarray, *,
+               hold_soma: bool = True) -> tuple[np.ndarray, float]:
+    """One pairing run on an open spike level (its circuit's trial = the protocol): every
+    population silenced (the postsynaptic soma too unless ``hold_soma`` is False), every group
+    frozen but W^k; presynaptic neuron j of h^k fires ``pre_trains[j]`` (ms), the neurons
+    ``top_idx`` of hbar^{k+1} each fire ``top_times`` (ms), reaching h^{k+1}'s apical compartment
+    through Vbar^k.  One trial.  Returns (the change of W^k, postsynaptic spikes)."""
+    c = level.circuit
+    d = c.widths
+    net = level.network
+    for pop in net.layout.populations:
+        level.silence(pop)
+    if not hold_soma:
+        level.unclamp(f"h{k + 1}")
+    for g in GROUPS:
+        level.freeze(g)
+    name = f"W{k}"
+    level.unfreeze(name)
+    w0 = np.array(level.weights[name], dtype=np.float64)
+    top_times = np.asarray(top_times, dtype=np.float64)
+    if top_times.size:
+        net.inject(f"hbar{k + 1}", np.repeat(top_idx, top_times.size), np.tile(top_times, np.size(top_idx)))
+    for j, times in enumerate(pre_trains):
+        times = np.asarray(times, dtype=np.float64)
+        net.inject(f"h{k}", [j] * times.size, times)
+    acts = level.step(np.zeros((1, d[0])), np.zeros((1, d[-1])), online=True)
+    post_spikes = float(np.abs(acts[f"h{k + 1}"]).sum() * c["spike.rate_scale"] * c["spike.t_window"] * 1e-3)
+    return np.array(level.weights[name], dtype=np.float64) - w0, post_spikes
 
 
 def run_pairing_file(path: str | Path, circuit: Circuit, out: str | Path, *, device: str = "runtime",
@@ -158,25 +204,12 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     def run(chunk, topdown: bool):
         """One protocol run: silent network, injected spikes, only W^k plastic; returns (dW, post spikes)."""
         level = make_level("spike", c, {n: v.copy() for n, v in w0.items()}, device=device)
-        net = level.network
         try:
-            for pop in net.layout.populations:
-                level.silence(pop)
-            if not proto["hold_soma"]:
-                level.unclamp(post)
-            for g in GROUPS:
-                level.freeze(g)
-            level.unfreeze(name)
-            if topdown:
-                net.inject(f"hbar{k + 1}", np.repeat(top_idx, t_top.size), np.tile(t_top, top_idx.size))
-            for j, (kind, delta) in enumerate(chunk):
-                t_pre = t_top - delta if kind == "paired" else t_top
-                net.inject(pre, [j] * t_pre.size, t_pre)
-            new, acts = net.run_trials(np.zeros((1, d[0])), np.zeros((1, d[-1])))
-            post_spikes = float(np.abs(acts[post]).sum() * c["spike.rate_scale"] * c["spike.t_window"] * 1e-3)
+            trains = [t_top - delta if kind == "paired" else t_top for kind, delta in chunk]
+            return paired_run(level, k, trains, top_idx, t_top if topdown else np.zeros(0),
+                              hold_soma=proto["hold_soma"])
         finally:
             level.close()
-        return new[name] - w0[name], post_spikes
 
     results = []
     counts_post = 0.0
@@ -196,20 +229,12 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     s = c["spike.rate_scale"]
     eta = c["eta.W"]
     T = c["spike.t_window"] * 1e-3
-    q = math.exp(-dt / tau)
-    delay_steps = round(c["spike.delay"] / dt)
     # rate level: the time-averaged rule eta * (apical) * h - c w with the protocol's mean rates
     n = proto["pairings"]
     h_pre = n / (s * T)
     rate_dW = eta * (b_top * n / (s * T)) * h_pre - coef * w0[name][post_idx, 0]
-    top_steps = np.round(t_top / dt).astype(int) + delay_steps
-
     def tag_per_unit(pre_times: np.ndarray) -> float:
-        """Closed form of W's tag per unit top-down weight: at each presynaptic spike (step m) the
-        rule reads the apical current, sum over top-down spikes arrived by then of
-        q^(m - arrival) / (s tau_s) (the top-down pathway writes before W reads in a step)."""
-        lags = np.round(pre_times / dt).astype(int)[:, None] + delay_steps - top_steps[None, :]
-        return float(np.sum(np.where(lags >= 0, q ** np.maximum(lags, 0), 0.0))) / (s * tau * 1e-3)
+        return apical_tag(pre_times, t_top, c)
 
     unit = eta / (s * T)  # weight change per unit of tag
     live = np.abs(b_top) > 1e-12
