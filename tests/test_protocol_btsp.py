@@ -42,10 +42,10 @@ def short_file(repo_root, tmp_path) -> str:
 def test_btsp_window_sal_is_blind_beyond_its_window(repo_root, tmp_path):
     """`salspike protocol run btsp_window --level spike` (short), then `salspike figures`.
 
-    Catches: an apical current (the eligibility of W's tag) that lasts longer than tau_s (e.g. a
-    seconds-long trace: the -0.5 s pairing would change W and the closed form would not match); a
-    rule that reads the apical current before it arrives (presynaptic-first pairings would
-    change); the tag's sign flipped or its scale wrong (closed form); a postsynaptic spike."""
+    Catches: an apical current (the eligibility of W's tag) that lasts longer than tau_s (a
+    seconds-long, BTSP-like trace: the changes no longer equal the closed form and the -0.5 s
+    pairing changes W); the tag's sign flipped (closed form).  Also asserted: presynaptic-first
+    pairings change nothing at all, no postsynaptic spike, the BTSP kernel at 1 s."""
     out = tmp_path / "run"
     res = run_protocol(short_file(repo_root, tmp_path), "spike", out, device="runtime")
     rows, meta = res["rows"], res["meta"]
@@ -74,7 +74,11 @@ def test_btsp_window_sal_is_blind_beyond_its_window(repo_root, tmp_path):
 
 
 def test_btsp_window_is_refused_at_the_rate_level(capsys, tmp_path):
-    """A timing protocol: the matrix and rate levels refuse it in one line, writing nothing."""
+    """A timing protocol: listed at the spike level only; the matrix and rate levels refuse it in
+    one line, writing nothing."""
+    from salspike.protocols import list_protocols
+
+    assert {name: levels for name, _, levels, _ in list_protocols()}["btsp_window"] == ["spike"]
     assert main(["protocol", "run", "btsp_window", "--level", "rate", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "timing protocol" in err[0] and "--level spike" in err[0]

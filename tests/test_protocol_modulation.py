@@ -74,7 +74,7 @@ def test_with_weight_transport_every_layer_helps(repo_root, tmp_path):
     delta_k . m_k = |D_k delta_k|^2 >= 0, the output's alignment is 1 and the hidden layers' is
     positive; the loss falls at small alpha.
 
-    Catches: the modulation's sign flipped; Vbar hbar added to the wrong layer (misaligned terms)."""
+    Catches: the modulation's sign flipped; alpha not reaching the engine."""
     path = short_file(repo_root, tmp_path, extra_set='algorithm = "bp"\ndownstream_ratio = 1.0\n',
                       seeds="[0]")
     res = run_protocol(path, "matrix", tmp_path / "bp")
@@ -90,7 +90,11 @@ def test_with_weight_transport_every_layer_helps(repo_root, tmp_path):
 @pytest.mark.parametrize("level", ["rate", "spike"])
 def test_modulation_is_refused_at_the_brian_levels(capsys, tmp_path, level):
     """At the rate and spike levels the protocol refuses in one line saying why (the apical input
-    would drive the soma: a loop those levels do not run), writing nothing."""
+    would drive the soma: a loop those levels do not run), writing nothing; listed at the matrix
+    level only."""
+    from salspike.protocols import list_protocols
+
+    assert {name: levels for name, _, levels, _ in list_protocols()}["short_term_modulation"] == ["matrix"]
     assert main(["protocol", "run", "short_term_modulation", "--level", level, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "closes a loop" in err[0] and "--level matrix" in err[0]
