@@ -31,7 +31,7 @@ from ..circuit import algorithm_plan
 from ..errors import ConfigError
 from . import schema
 from .engine import Protocol, group_stats, register_protocol
-from .pairing import apical_tag, paired_run
+from .pairing import apical_tag, check_trial_steps, paired_run
 
 __all__ = ["BTSPWindow", "btsp_kernel", "expected_window"]
 
@@ -114,9 +114,11 @@ class BTSPWindow(Protocol):
         if p["t_warmup_ms"] < 0:
             raise ConfigError(f"{src}: key 't_warmup_ms' must be >= 0, got {p['t_warmup_ms']}")
 
-    def run(self, s):
-        p, src = self.p, self.p["source"]
-        c0 = s.base
+    @classmethod
+    def check_circuit(cls, p, c0) -> dict:
+        """Every check of the file against the model, before anything is written; returns the run's
+        geometry (layer k, delay steps, burst ranges, plateau onset, the trial's circuit)."""
+        src = p["source"]
         K, d = c0.n_layers, c0.widths
         pre = p["pre"]
         if not (pre[:1] == "h" and pre[1:].isdigit() and int(pre[1:]) < K):
@@ -125,7 +127,9 @@ class BTSPWindow(Protocol):
         if c0["spike.tier"] != "poisson":
             raise ConfigError(f"{src}: btsp_window's closed form is the poisson tier's apical current; "
                               f"set spike.tier = \"poisson\" in [set] (got {c0['spike.tier']!r})")
-        dt, tau, rate = c0["spike.dt"], c0["spike.tau_s"], c0["spike.rate_scale"]
+        if not algorithm_plan(c0).learns("W"):
+            raise ConfigError(f"{src}: the model's W does not learn (plastic / algorithm); this protocol measures W")
+        dt, tau = c0["spike.dt"], c0["spike.tau_s"]
         top_idx = np.asarray(p["topdown_neurons"], dtype=int)
         n_top_pop = c0.downstream_widths[k + 1] if k + 1 < K else d[-1]
         if top_idx.max() >= n_top_pop:
@@ -140,18 +144,22 @@ class BTSPWindow(Protocol):
         warm = round(p["t_warmup_ms"] / dt)
         lead = max(0, max(steps)) + 5  # steps from the earliest presynaptic burst to the plateau
         tail = max(n_plat, max(0, -min(steps)) + n_pre) + round(5 * tau / dt)
-        t_plateau = (warm + lead) * dt
         window = _aligned(warm, lead + tail, dt) * dt
-        if round((window + warm * dt) / dt) >= 10000:
-            raise ConfigError(f"{src}: the pairing trial has {round((window + warm * dt) / dt)} steps of spike.dt = {dt} ms; "
-                              "Brian2's clock tolerance (1e-4 of a clock step) loses the trial's read-out step "
-                              "beyond 9999 steps: raise spike.dt in [set] or shorten the delays")
         c = c0.with_overrides({"spike.t_window": float(window), "spike.t_settle": float(warm * dt)},
                               source=f"{src} (one pairing per run)")
+        check_trial_steps(c, src, "raise spike.dt in [set] or shorten the delays")
+        return {"k": k, "steps": steps, "n_pre": n_pre, "n_plat": n_plat, "top_idx": top_idx,
+                "t_plateau": (warm + lead) * dt, "window": window, "circuit": c}
+
+    def run(self, s):
+        p, src = self.p, self.p["source"]
+        g = self.check_circuit(p, s.base)
+        k, steps, n_pre, n_plat, top_idx, c = g["k"], g["steps"], g["n_pre"], g["n_plat"], g["top_idx"], g["circuit"]
+        t_plateau, window = g["t_plateau"], g["window"]
+        d = c.widths
+        dt, tau, rate = c["spike.dt"], c["spike.tau_s"], c["spike.rate_scale"]
         s = dataclasses.replace(s, base=c)
         plan = algorithm_plan(c)
-        if not plan.learns("W"):
-            raise ConfigError(f"{src}: the model's W does not learn (plastic / algorithm); this protocol measures W")
         eta, coef = plan.eta["W"], plan.decay["W"]
         T = window * 1e-3
         unit = eta / (rate * T)  # weight change per unit of tag

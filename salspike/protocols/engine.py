@@ -74,6 +74,10 @@ class Protocol:
     def check(cls, p: dict[str, Any], src: str) -> None:
         """Further checks of the kind's keys (ConfigError naming the key)."""
 
+    @classmethod
+    def check_circuit(cls, p: dict[str, Any], circuit: Circuit) -> Any:
+        """Checks of the file against the resolved model, run before the results folder is created."""
+
     def run(self, s: "Session") -> tuple[list[dict], dict]:
         raise NotImplementedError
 
@@ -251,6 +255,7 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
         raise ConfigError(f"--out {out} already holds a finished run: pick another folder (or delete it)")
     circuit = _circuit(p, model)
     options = {} if level == "matrix" else {"device": device or circuit["rate.device"]}
+    PROTOCOLS[p["protocol"]].check_circuit(p, circuit)
     kind = PROTOCOLS[p["protocol"]](p)
     name = path.stem
     recorder = None
