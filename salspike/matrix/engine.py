@@ -296,18 +296,24 @@ class MatrixNetwork:
                 self.weights[name][mask] = 0.0
 
     def modulated_output(self, x: np.ndarray, y: np.ndarray, alpha: float | None = None) -> np.ndarray:
+        """Short-term modulation (Sec. 2.3): the modulated output h^K (`modulated_activities`)."""
+        return self.modulated_activities(x, y, alpha)[-1]
+
+    def modulated_activities(self, x: np.ndarray, y: np.ndarray, alpha: float | None = None) -> list:
         """Short-term modulation (Sec. 2.3): after one forward/feedback cycle, each upstream
         layer adds alpha Vbar^{k-1} hbar^k, h^k <- h^k + alpha Vbar^{k-1} hbar^k (k = 1..K), and
-        the modulated activity is propagated upwards.  Returns the modulated output h^K."""
+        the modulated activity is propagated upwards.  Returns the modulated h^0..h^K."""
         alpha = self.circuit["modulation_alpha"] if alpha is None else alpha
         act = self.activities(x, y)
         h = act.h[0]
+        out = [h]
         for k in range(self.K):
             pre = h @ self.W[k].T
             h = relu(pre) if (k < self.K - 1 and self.circuit["upstream_nonlinearity"] == "relu") else pre
             Vb = self.Vbar[k]
             h = h + alpha * (act.hbar[k + 1] if Vb is None else act.hbar[k + 1] @ Vb.T)
-        return h
+            out.append(h)
+        return out
 
     # ----- health ---------------------------------------------------------------
     def check_health(self, where: str = "") -> None:

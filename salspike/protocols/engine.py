@@ -60,6 +60,8 @@ class Protocol:
     SUMMARY = ""
     #: levels where the kind is meaningful (a file may list fewer)
     LEVELS: tuple[str, ...] = ("matrix", "rate")
+    #: why the other levels are refused (a clause for the one-line error), e.g. "it needs spike timing"
+    LEVELS_WHY = ""
     #: the kind's own keys: key -> (types, default (None: required), doc)
     KEYS: dict[str, tuple[Any, Any, str]] = {}
     #: the figure's size in inches (width, height)
@@ -74,6 +76,10 @@ class Protocol:
     def check(cls, p: dict[str, Any], src: str) -> None:
         """Further checks of the kind's keys (ConfigError naming the key)."""
 
+    @classmethod
+    def check_circuit(cls, p: dict[str, Any], circuit: Circuit) -> Any:
+        """Checks of the file against the resolved model, run before the results folder is created."""
+
     def run(self, s: "Session") -> tuple[list[dict], dict]:
         raise NotImplementedError
 
@@ -86,7 +92,7 @@ class Protocol:
 
 
 def _kinds() -> dict[str, type[Protocol]]:
-    from . import development, learning, synaptic, timing  # noqa: F401  (register the kinds)
+    from . import btsp, development, learning, modulation, synaptic, timing  # noqa: F401  (register the kinds)
 
     return PROTOCOLS
 
@@ -110,8 +116,9 @@ def load_protocol(path: str | Path) -> dict[str, Any]:
     p = schema.validate(data, keys, src)
     bad = [lv for lv in p["levels"] if lv not in cls.LEVELS]
     if not p["levels"] or bad:
+        why = f" ({cls.LEVELS_WHY})" if cls.LEVELS_WHY else ""
         raise ConfigError(f"{src}: key 'levels' = {p['levels']!r}: protocol {kind} is meaningful at "
-                          f"{list(cls.LEVELS)} only")
+                          f"{list(cls.LEVELS)} only{why}")
     p["at"] = schema.level_overrides(p["at"], keys, LEVEL_NAMES, src)
     for level, over in p["at"].items():  # each level's version must be valid as a whole
         _finish(cls, _at_level(p, over), src)
@@ -219,7 +226,8 @@ def _check_level(p: dict, level: str) -> None:
         raise ConfigError(f"unknown level {level!r}; choose one of {list(LEVEL_NAMES)}")
     allowed = protocol_levels(p)
     if level not in allowed:
-        why = " (it needs spike timing)" if p["protocol"] == "pairing_window" else ""
+        reason = "it needs spike timing" if p["protocol"] == "pairing_window" else PROTOCOLS[p["protocol"]].LEVELS_WHY
+        why = f" ({reason})" if reason else ""
         raise ConfigError(f"{p['source']}: protocol {p['protocol']} is meaningful at the {', '.join(allowed)} "
                           f"level{'s' if len(allowed) > 1 else ''} only{why}; run it with --level {allowed[0]}")
 
@@ -261,6 +269,7 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
         raise ConfigError(f"--out {out} already holds a finished run: pick another folder (or delete it)")
     circuit = _circuit(p, model)
     options = {} if level == "matrix" else {"device": device or circuit["rate.device"]}
+    PROTOCOLS[p["protocol"]].check_circuit(p, circuit)
     kind = PROTOCOLS[p["protocol"]](p)
     name = path.stem
     recorder = None

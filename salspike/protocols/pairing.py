@@ -30,7 +30,7 @@ from ..circuit import GROUPS, Circuit, algorithm_plan, init_weights, read_toml_f
 from ..circuit.schema import did_you_mean
 from ..errors import ConfigError
 
-__all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_pairing_file", "pairing_window"]
+__all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_pairing_file", "pairing_window", "apical_tag", "paired_run", "check_trial_steps"]
 
 _F = (int, float)
 #: key -> (types, default (None: required), doc)
@@ -92,6 +92,68 @@ def load_protocol(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def apical_tag(pre_times_ms, top_times_ms, circuit: Circuit) -> float:
+    """Closed form of W's tag per unit top-down weight (spike.tier = "poisson"): at each
+    presynaptic spike (step m) the rule reads the apical current, the sum over the top-down
+    spikes arrived by then of q^(m - arrival) / (s tau_s), q = exp(-dt / tau_s) (both pathways
+    have the same delay; the top-down pathway writes before W reads in a step).  Spike times in
+    ms from the run's start; one spike per step and neuron."""
+    dt, tau, s = circuit["spike.dt"], circuit["spike.tau_s"], circuit["spike.rate_scale"]
+    pre = np.round(np.asarray(pre_times_ms, dtype=np.float64) / dt).astype(int)
+    top = np.round(np.asarray(top_times_ms, dtype=np.float64) / dt).astype(int)
+    if not pre.size or not top.size:
+        return 0.0
+    lags = pre[:, None] - top[None, :]
+    q = math.exp(-dt / tau)
+    return float(np.sum(np.where(lags >= 0, q ** np.maximum(lags, 0), 0.0))) / (s * tau * 1e-3)
+
+
+#: a closed-loop spike trial of this many steps or more loses its end-of-trial step (consolidation
+#: and read-out): the run ends one step after the last trial, and Brian2 rounds a clock's end down
+#: when it lies within 1e-4 of the clock's dt (the trial clock's dt is one trial)
+MAX_TRIAL_STEPS = 10000
+
+
+def check_trial_steps(circuit: Circuit, src: str, fix: str = "raise spike.dt (e.g. --set spike.dt=0.5) or shorten "
+                      "the protocol") -> None:
+    """A ConfigError when one trial (spike.t_settle + spike.t_window) has MAX_TRIAL_STEPS steps or more."""
+    n = round((circuit["spike.t_settle"] + circuit["spike.t_window"]) / circuit["spike.dt"])
+    if n >= MAX_TRIAL_STEPS:
+        raise ConfigError(f"{src}: the pairing trial has {n} steps of spike.dt = {circuit['spike.dt']} ms; the spike "
+                          f"level loses the end-of-trial consolidation of a trial of {MAX_TRIAL_STEPS} steps or more "
+                          f"(Brian2's clock tolerance): {fix}")
+
+
+def paired_run(level, k: int, pre_trains: Sequence[np.ndarray], top_idx: np.ndarray, top_times: np.ndarray, *,
+               hold_soma: bool = True) -> tuple[np.ndarray, float]:
+    """One pairing run on an open spike level (its circuit's trial = the protocol): every
+    population silenced (the postsynaptic soma too unless ``hold_soma`` is False), every group
+    frozen but W^k; presynaptic neuron j of h^k fires ``pre_trains[j]`` (ms), the neurons
+    ``top_idx`` of hbar^{k+1} each fire ``top_times`` (ms), reaching h^{k+1}'s apical compartment
+    through Vbar^k.  One trial.  Returns (the change of W^k, postsynaptic spikes)."""
+    c = level.circuit
+    d = c.widths
+    net = level.network
+    for pop in net.layout.populations:
+        level.silence(pop)
+    if not hold_soma:
+        level.unclamp(f"h{k + 1}")
+    for g in GROUPS:
+        level.freeze(g)
+    name = f"W{k}"
+    level.unfreeze(name)
+    w0 = np.array(level.weights[name], dtype=np.float64)
+    top_times = np.asarray(top_times, dtype=np.float64)
+    if top_times.size:
+        net.inject(f"hbar{k + 1}", np.repeat(top_idx, top_times.size), np.tile(top_times, np.size(top_idx)))
+    for j, times in enumerate(pre_trains):
+        times = np.asarray(times, dtype=np.float64)
+        net.inject(f"h{k}", [j] * times.size, times)
+    acts = level.step(np.zeros((1, d[0])), np.zeros((1, d[-1])), online=True)
+    post_spikes = float(np.abs(acts[f"h{k + 1}"]).sum() * c["spike.rate_scale"] * c["spike.t_window"] * 1e-3)
+    return np.array(level.weights[name], dtype=np.float64) - w0, post_spikes
+
+
 def run_pairing_file(path: str | Path, circuit: Circuit, out: str | Path, *, device: str = "runtime",
                  levels: Sequence[str] = ("rate", "spike"), weights: dict | None = None) -> dict[str, Any]:
     """Run a pairing protocol file on a circuit (spike level) and write its table and figure into ``out``."""
@@ -145,6 +207,7 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     margin = span + 5 * dt
     window = round((proto["pairings"] * interval + 2 * margin) / dt) * dt
     c = circuit.with_overrides({"spike.t_window": float(window), "spike.t_settle": float(warm)}, source=src)
+    check_trial_steps(c, src)
     w0 = init_weights(c) if weights is None else {n: np.asarray(v, dtype=np.float64) for n, v in weights.items()}
     d = c.widths
     post_idx = _indices(proto["post_neurons"], d[k + 1], "post_neurons", src)
@@ -158,25 +221,12 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     def run(chunk, topdown: bool):
         """One protocol run: silent network, injected spikes, only W^k plastic; returns (dW, post spikes)."""
         level = make_level("spike", c, {n: v.copy() for n, v in w0.items()}, device=device)
-        net = level.network
         try:
-            for pop in net.layout.populations:
-                level.silence(pop)
-            if not proto["hold_soma"]:
-                level.unclamp(post)
-            for g in GROUPS:
-                level.freeze(g)
-            level.unfreeze(name)
-            if topdown:
-                net.inject(f"hbar{k + 1}", np.repeat(top_idx, t_top.size), np.tile(t_top, top_idx.size))
-            for j, (kind, delta) in enumerate(chunk):
-                t_pre = t_top - delta if kind == "paired" else t_top
-                net.inject(pre, [j] * t_pre.size, t_pre)
-            new, acts = net.run_trials(np.zeros((1, d[0])), np.zeros((1, d[-1])))
-            post_spikes = float(np.abs(acts[post]).sum() * c["spike.rate_scale"] * c["spike.t_window"] * 1e-3)
+            trains = [t_top - delta if kind == "paired" else t_top for kind, delta in chunk]
+            return paired_run(level, k, trains, top_idx, t_top if topdown else np.zeros(0),
+                              hold_soma=proto["hold_soma"])
         finally:
             level.close()
-        return new[name] - w0[name], post_spikes
 
     results = []
     counts_post = 0.0
@@ -196,20 +246,12 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     s = c["spike.rate_scale"]
     eta = c["eta.W"]
     T = c["spike.t_window"] * 1e-3
-    q = math.exp(-dt / tau)
-    delay_steps = round(c["spike.delay"] / dt)
     # rate level: the time-averaged rule eta * (apical) * h - c w with the protocol's mean rates
     n = proto["pairings"]
     h_pre = n / (s * T)
     rate_dW = eta * (b_top * n / (s * T)) * h_pre - coef * w0[name][post_idx, 0]
-    top_steps = np.round(t_top / dt).astype(int) + delay_steps
-
     def tag_per_unit(pre_times: np.ndarray) -> float:
-        """Closed form of W's tag per unit top-down weight: at each presynaptic spike (step m) the
-        rule reads the apical current, sum over top-down spikes arrived by then of
-        q^(m - arrival) / (s tau_s) (the top-down pathway writes before W reads in a step)."""
-        lags = np.round(pre_times / dt).astype(int)[:, None] + delay_steps - top_steps[None, :]
-        return float(np.sum(np.where(lags >= 0, q ** np.maximum(lags, 0), 0.0))) / (s * tau * 1e-3)
+        return apical_tag(pre_times, t_top, c)
 
     unit = eta / (s * T)  # weight change per unit of tag
     live = np.abs(b_top) > 1e-12
