@@ -31,7 +31,7 @@ from ..circuit import algorithm_plan
 from ..errors import ConfigError
 from . import schema
 from .engine import Protocol, group_stats, register_protocol
-from .pairing import apical_tag, check_trial_steps, paired_run
+from .pairing import apical_tag, paired_run
 
 __all__ = ["BTSPWindow", "btsp_kernel", "expected_window"]
 
@@ -147,7 +147,6 @@ class BTSPWindow(Protocol):
         window = _aligned(warm, lead + tail, dt) * dt
         c = c0.with_overrides({"spike.t_window": float(window), "spike.t_settle": float(warm * dt)},
                               source=f"{src} (one pairing per run)")
-        check_trial_steps(c, src, "raise spike.dt in [set] or shorten the delays")
         return {"k": k, "steps": steps, "n_pre": n_pre, "n_plat": n_plat, "top_idx": top_idx,
                 "t_plateau": (warm + lead) * dt, "window": window, "circuit": c}
 

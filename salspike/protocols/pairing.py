@@ -30,7 +30,7 @@ from ..circuit import GROUPS, Circuit, algorithm_plan, init_weights, read_toml_f
 from ..circuit.schema import did_you_mean
 from ..errors import ConfigError
 
-__all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_pairing_file", "pairing_window", "apical_tag", "paired_run", "check_trial_steps"]
+__all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_pairing_file", "pairing_window", "apical_tag", "paired_run"]
 
 _F = (int, float)
 #: key -> (types, default (None: required), doc)
@@ -111,19 +111,6 @@ def apical_tag(pre_times_ms, top_times_ms, circuit: Circuit) -> float:
 #: a closed-loop spike trial of this many steps or more loses its end-of-trial step (consolidation
 #: and read-out): the run ends one step after the last trial, and Brian2 rounds a clock's end down
 #: when it lies within 1e-4 of the clock's dt (the trial clock's dt is one trial)
-MAX_TRIAL_STEPS = 10000
-
-
-def check_trial_steps(circuit: Circuit, src: str, fix: str = "raise spike.dt (e.g. --set spike.dt=0.5) or shorten "
-                      "the protocol") -> None:
-    """A ConfigError when one trial (spike.t_settle + spike.t_window) has MAX_TRIAL_STEPS steps or more."""
-    n = round((circuit["spike.t_settle"] + circuit["spike.t_window"]) / circuit["spike.dt"])
-    if n >= MAX_TRIAL_STEPS:
-        raise ConfigError(f"{src}: the pairing trial has {n} steps of spike.dt = {circuit['spike.dt']} ms; the spike "
-                          f"level loses the end-of-trial consolidation of a trial of {MAX_TRIAL_STEPS} steps or more "
-                          f"(Brian2's clock tolerance): {fix}")
-
-
 def paired_run(level, k: int, pre_trains: Sequence[np.ndarray], top_idx: np.ndarray, top_times: np.ndarray, *,
                hold_soma: bool = True) -> tuple[np.ndarray, float]:
     """One pairing run on an open spike level (its circuit's trial = the protocol): every
@@ -207,7 +194,6 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     margin = span + 5 * dt
     window = round((proto["pairings"] * interval + 2 * margin) / dt) * dt
     c = circuit.with_overrides({"spike.t_window": float(window), "spike.t_settle": float(warm)}, source=src)
-    check_trial_steps(c, src)
     w0 = init_weights(c) if weights is None else {n: np.asarray(v, dtype=np.float64) for n, v in weights.items()}
     d = c.widths
     post_idx = _indices(proto["post_neurons"], d[k + 1], "post_neurons", src)
