@@ -31,6 +31,12 @@ __all__ = ["Heterosynaptic", "RateDependence"]
 _KEYS = {"pre": (str, "h0", "presynaptic upstream population h{k}: the synapses measured are W{k}")}
 
 
+def _reads(self) -> tuple[str, ...]:
+    """The synapses measured, W{k} of ``pre``, and their postsynaptic population h{k+1}."""
+    k = int(self.p["pre"][1:])
+    return (f"W{k}", f"h{k + 1}")
+
+
 def _layer(p, c) -> int:
     pre = p["pre"]
     K = c.n_layers
@@ -84,6 +90,7 @@ class Heterosynaptic(Protocol):
             "pre_activity": ((int, float), 1.0, "activity of the stimulated inputs (the others at 0)"),
             "topdown": ((int, float), 1.0, "activity of every hbar{k+1} neuron (the top-down input)"),
             "apical_silenced": (list, [0], "postsynaptic neurons of h{k+1} with the apical input silenced")}
+    reads = _reads
     COLUMNS = {"seed": "-", "synapses": "-", "n": "synapses", "dW_mean": "", "closed_form_mean": "",
                "max_abs_error": "", "activity_driven_abs": "", "closed_form_activity_driven_abs": "",
                "decay_only": "-"}
@@ -166,6 +173,7 @@ class RateDependence(Protocol):
                                "neuron (at most its width)"),
             "apical_drives": (list, [-1.0, -0.6, -0.2, 0.2, 0.6, 1.0], "apical drives u = Vbar hbar, one per h{k+1} "
                               "neuron (at most its width)")}
+    reads = _reads
     COLUMNS = {"seed": "-", "pre_activity": "", "apical_drive": "", "post_activity": "", "dW": "",
                "closed_form": "", "hebbian_fit": "", "bcm_fit": ""}
 
