@@ -166,6 +166,6 @@ def rate_scatter(rates: dict[str, np.ndarray], stem, model: str = "", seed=None,
                  "signed pairs ON - OFF", fontsize=8)
     stamp(fig, f"{model} (spike level)", seed, commit)
     try:
-        return save_figure(fig, stem, FORMATS)
+        return save_figure(fig, stem, FORMATS, dpi=110)
     finally:
         plt.close(fig)

@@ -74,7 +74,7 @@ def draw_sketch(ax, sketch: dict, title: str = "protocol") -> None:
             thawed |= _resolve(h["target"], sketch)[1]
 
     def label(h):
-        return f" ({h['conditions']} of {h['of']} runs)" if h["of"] > 1 and h["conditions"] < h["of"] else ""
+        return f"\n({h['conditions']}/{h['of']} runs)" if h["of"] > 1 and h["conditions"] < h["of"] else ""
 
     r, gap = 0.3, 1.6  # node radius; distance of the streams (layers are 1 apart)
     nodes = {}
@@ -106,12 +106,13 @@ def draw_sketch(ax, sketch: dict, title: str = "protocol") -> None:
             elif h["hook"] == "silence_apical":
                 ax.plot(x + r + 0.15, y - 0.12, "x", ms=7, mew=2, color="k", zorder=4)
                 n = h["neurons"]
-                some = "" if n == "all" else (f", {min(n)}-{max(n)} neurons" if len(n) > 1 else f", {n[0]} neurons")
-                notes.append(f"apical input cut{some}" + label(h))
+                some = "" if n == "all" else (f"\n{min(n)}-{max(n)} neurons" if len(n) > 1 else f"\n{n[0]} neuron" + "s" * (n[0] != 1))
+                notes.append(f"apical cut{some}" + label(h))
         if notes:
             side = -1 if stream == "up" else 1
-            ax.text(x + side * (r + 0.1), y + 0.25, "\n".join(notes), ha="right" if side < 0 else "left",
-                    va="bottom", fontsize=5)
+            note = ax.text(x + side * (r + 0.05), y + 0.1, "\n".join(notes), ha="right" if side < 0 else "left",
+                           va="center", fontsize=4.5, linespacing=1.0)
+            note.set_in_layout(False)  # the panel keeps its size; notes may reach into the margin
     for name, group, pre, post, stored in sketch["projections"]:
         (x0, y0), (x1, y1) = _position(sketch, pre), _position(sketch, post)
         x0, x1 = x0 * gap, x1 * gap
@@ -145,6 +146,6 @@ def draw_sketch(ax, sketch: dict, title: str = "protocol") -> None:
         ax.plot([], [], ":", color="0.3", lw=1.4, label="frozen (no plasticity)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=5, ncol=2,
               handlelength=1.5, columnspacing=0.8)
-    ax.set(xlim=(-1.0, gap + 1.0), ylim=(-1.0, K + 1.0), aspect="equal", title=title)
+    ax.set(xlim=(-1.5, gap + 1.5), ylim=(-1.0, K + 1.0), aspect="equal", title=title)
     ax.title.set_fontsize(7)
     ax.axis("off")

@@ -329,7 +329,7 @@ def write_figure(table: dict, stem: Path) -> list[Path]:
             draw_sketch(left.subplots(), sketch, title=f"{table['protocol']}: the circuit")
         kind.plot(panel, table)
         stamp(fig, f"{table['model']} ({table['level']} level)", table["seeds"], table.get("commit", ""))
-        return save_figure(fig, stem, FORMATS)
+        return save_figure(fig, stem, FORMATS, dpi=130 if sketch else 150)  # the same pixels with the sketch
     finally:
         plt.close(fig)
 

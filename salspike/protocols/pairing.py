@@ -346,6 +346,6 @@ def _figure(out: Path, data: dict) -> list[Path]:
     a2.legend(frameon=False, fontsize=7)
     stamp(fig, f"{data.get('model', '?')} (spike level)", data.get("seeds"), data.get("commit", ""))
     try:
-        return save_figure(fig, out / "pairing_window", FORMATS)
+        return save_figure(fig, out / "pairing_window", FORMATS, dpi=120)
     finally:
         plt.close(fig)
