@@ -86,9 +86,9 @@ def test_gallery_regenerates_from_recorded_results(repo_root, tmp_path, monkeypa
     import salspike.rasters as rasters
     from salspike.cli import main
     from salspike.figures import _kind
-    from salspike.protocols import engine
+    from salspike.protocols import engine, pairing
 
-    for module in (engine, plotting, rasters, levelfigures):
+    for module in (engine, pairing, plotting, rasters, levelfigures):
         monkeypatch.setattr(module, "FORMATS", ("png",))
     gallery = tmp_path / "figures"
     shutil.copytree(repo_root / "docs" / "figures", gallery)

@@ -29,6 +29,7 @@ import numpy as np
 from ..circuit import GROUPS, Circuit, algorithm_plan, circuit_layout, init_weights, read_toml_file
 from ..circuit.schema import did_you_mean
 from ..errors import ConfigError
+from ..plotting import FORMATS, OKABE_ITO, pyplot, save_figure, stamp
 from ..results import atomic_write_text, provenance, to_jsonable
 from ..sketch import draw_sketch, sketch_data
 from .hooklog import HookLog
@@ -307,8 +308,6 @@ def _figure(out: Path, data: dict) -> list[Path]:
     much larger than the timing effect and hid it in the fifth digit of dW), per postsynaptic
     neuron (its sign is its top-down weight's), with the unpaired control and the rate level's
     time-averaged rule; right: the timing window per unit top-down weight with its closed form."""
-    from ..plotting import FORMATS, OKABE_ITO, pyplot, save_figure, stamp
-
     rows, meta = data["rows"], data["meta"]
     plt = pyplot()
     dt = np.array([r["delta_t_ms"] for r in rows])
