@@ -66,7 +66,7 @@ def test_demo_runs_end_to_end_and_its_spike_run_is_one_way(tmp_path):
     raster_counts_agree_with_nwb(nwb)
 
 
-def raster_counts_agree_with_nwb(nwb_path) -> None:
+def raster_counts_agree_with_nwb(nwb_path, stem=None) -> None:
     """The raster figure's PSTH table (NAME_raster.csv, as drawn) against the NWB file read here with
     pynwb: per population, polarity and trial shown the PSTH's counts sum to the units' spikes in
     that trial, and every condition of the run has a trial shown."""
@@ -76,7 +76,7 @@ def raster_counts_agree_with_nwb(nwb_path) -> None:
 
     from test_figures import fonts_embedded
 
-    stem = nwb_path.with_name(nwb_path.stem + "_raster")
+    stem = nwb_path.with_name(nwb_path.stem + "_raster") if stem is None else stem
     assert all(stem.with_suffix(ext).stat().st_size > 1000 for ext in (".pdf", ".svg", ".png"))
     assert fonts_embedded(stem.with_suffix(".pdf"))
     drawn: dict[tuple[str, int, int], int] = {}

@@ -182,3 +182,23 @@ def test_protocol_sketch_draws_the_hooks_that_ran(tmp_path, monkeypatch):
     for ext in ("pdf", "svg", "png"):
         assert (tmp_path / "h" / f"heterosynaptic.{ext}").stat().st_size > 1000
     assert fonts_embedded(tmp_path / "h" / "heterosynaptic.pdf")
+
+
+def test_spike_raster_script_on_the_gallery_nwb(repo_root, tmp_path, monkeypatch):
+    """figures/spike_raster.py on the gallery's committed NWB file (a spike-level area_silencing run):
+    PDF/SVG/PNG with TrueType fonts and a PSTH table whose counts, per population, polarity and
+    trial, are the file's spikes recounted with pynwb; each condition shown.  A missing file is one
+    line and exit 2."""
+    pytest.importorskip("pynwb")
+    from test_demo import raster_counts_agree_with_nwb
+
+    nwb = repo_root / "docs" / "figures" / "area_silencing_raster" / "area_silencing.nwb"
+    out = tmp_path / "raster"
+    path = str(repo_root / "figures" / "spike_raster.py")
+    monkeypatch.setattr(sys, "argv", [path, str(nwb), "--max-trials", "6", "--out", str(out)])
+    runpy.run_path(path, run_name="__main__")
+    raster_counts_agree_with_nwb(nwb, out)
+    monkeypatch.setattr(sys, "argv", [path, str(tmp_path / "none.nwb"), "--out", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_path(path, run_name="__main__")
+    assert exc.value.code == 2
