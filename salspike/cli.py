@@ -543,10 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--trials", type=int, default=5, help="probe and learning trials of the spike-level protocol")
     dm.set_defaults(func=cmd_demo)
 
-    fg = sub.add_parser("figures", help="regenerate the figures of a results folder (protocol or training runs)",
+    fg = sub.add_parser("figures", help="regenerate the figures of a results folder (protocol, compare, training "
+                        "runs, sweeps)",
                         formatter_class=fmt)
-    fg.add_argument("folder", help="a results folder of `salspike protocol run` or `salspike train`, or a folder "
-                    "holding several")
+    fg.add_argument("folder", help="a results folder of `salspike protocol run`, `salspike compare`, `salspike "
+                    "train` or `salspike sweep`, or a folder holding several")
     fg.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     fg.set_defaults(func=cmd_figures)
 

@@ -11,11 +11,20 @@ rows in the same order, one online update per row (a "trial").  Written to DIR:
   cumulative change after the last trial;
 * ``trials.csv``: the same per trial; ``trajectories.csv``: the Frobenius norm of every group's
   weights after every trial, per level;
+* ``weights.npz``: the initial weights (``initial.W0``, ...) and each level's final weights
+  (``rate.W0``, ``spike.W0``, ...): the per-synapse change scatter (`salspike.levelfigures`);
+* ``rates.npz`` where one level is the spike level: per trial and population (h1..hK, hbar1..hbarK)
+  the spike network's measured window rates (``measured.h1``, rate units: spike.rate_scale Hz per
+  unit; ON - OFF for the signed pairs) and the matched rate model's prediction for the same trial
+  (``predicted.h1``: the matrix level with ``spike.matched_transfer = "lnp"`` on the spike
+  network's weights before that trial, the same input and target), and ``rate_scale``;
 * ``accuracy.json`` where the data set has labels (classification accuracy of the final weights on
   the data set's test split, per level, and of the initial weights);
 * ``compare.pdf`` / ``.svg`` / ``.png``: the figure (Okabe-Ito palette, labelled units; a curve equal to
   another, e.g. V and Vbar, which Lemma 1 makes move together, is drawn under it with open markers and
-  said so in the legend);
+  said so in the legend); ``weight_changes.*`` (per-synapse cumulative change, level B against A,
+  per group) and, with the spike level, ``rates.*`` (measured vs matched-model rates per layer),
+  both drawn from the files above by `salspike.levelfigures` (``salspike figures DIR`` redraws all);
 * ``summary.json``: all of the above plus the resolved circuit and provenance.
 
 With ``protocol``, the protocol file runs through `salspike.protocols` instead (its own table and
@@ -37,13 +46,13 @@ from .errors import ConfigError
 from .circuit import group_of, init_weights
 from .console import progress
 
-__all__ = ["compare_levels"]
+__all__ = ["compare_levels", "compare_figure"]
 
 from .plotting import save_figure
+from .sketch import GROUP_COLOURS  # noqa: E402  (the groups' colours in every figure)
 
 logger = logging.getLogger(__name__)
 
-GROUP_COLOURS = {"W": "#0072B2", "Wbar": "#D55E00", "V": "#009E73", "Vbar": "#CC79A7"}
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -121,6 +130,7 @@ def compare_levels(circuit: Circuit, levels: Sequence[str] = ("rate", "spike"), 
     options = level_options or {}
 
     history: dict[str, list[dict[str, np.ndarray]]] = {}
+    measured: dict[str, list[dict[str, np.ndarray]]] = {}
     accuracy: dict[str, Any] = {}
     for name in levels:
         level = _make(name, circuit, {k: v.copy() for k, v in w0.items()}, device, options)
@@ -128,9 +138,10 @@ def compare_levels(circuit: Circuit, levels: Sequence[str] = ("rate", "spike"), 
             if test is not None and "initial" not in accuracy:
                 accuracy["initial"] = float(np.mean(np.argmax(level.predict(test[0]), axis=1) == test[1]))
             traj = [{k: np.array(v, dtype=np.float64) for k, v in level.weights.items()}]
+            acts = measured.setdefault(name, [])
             with progress(trials, f"compare: {name} level", unit="trial") as bar:
                 for n in range(trials):
-                    level.step(x[n:n + 1], y[n:n + 1], online=True)
+                    acts.append(level.step(x[n:n + 1], y[n:n + 1], online=True))
                     traj.append({k: np.array(v, dtype=np.float64) for k, v in level.weights.items()})
                     bar.update()
             level.check_health(f" ({name} level)")
@@ -169,6 +180,11 @@ def compare_levels(circuit: Circuit, levels: Sequence[str] = ("rate", "spike"), 
                                   "frobenius_norm": float(np.linalg.norm(_pooled(w, g)))})
 
     files = []
+    np.savez(out / "weights.npz", **{f"initial.{k}": v for k, v in w0.items()},
+             **{f"{name}.{k}": v for name in levels for k, v in history[name][-1].items()})
+    files.append(out / "weights.npz")
+    if "spike" in levels:
+        files.append(_write_rates(out / "rates.npz", circuit, x, y, history["spike"], measured["spike"]))
     files.append(_write_csv(out / "table.csv", rows))
     files.append(_write_csv(out / "trials.csv", per_trial))
     files.append(_write_csv(out / "trajectories.csv", traj_rows))
@@ -178,16 +194,34 @@ def compare_levels(circuit: Circuit, levels: Sequence[str] = ("rate", "spike"), 
         (out / "accuracy.json").write_text(json.dumps(accuracy, indent=1))
         files.append(out / "accuracy.json")
     table = _format_table(A, B, rows, accuracy, data_name, trials, circuit, notes)
-    files += _figure(out, A, B, groups, per_trial, traj_rows, circuit, data_name)
     from .results import provenance
 
+    prov = provenance()
     summary = {"levels": levels, "dataset": data_name, "trials": trials, "device": device, "rows": rows,
                "per_trial": per_trial, "accuracy": accuracy, "notes": notes, "circuit": circuit.to_dict(),
-               "provenance": provenance()}
+               "provenance": prov}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     files.append(out / "summary.json")
+    from .levelfigures import level_figures
+
+    files += level_figures(out)
     return {"table": table, "rows": rows, "per_trial": per_trial, "accuracy": accuracy, "levels": levels,
             "notes": notes, "files": [str(f) for f in files]}
+
+
+def _write_rates(path: Path, circuit: Circuit, x, y, weights: list[dict], measured: list[dict]) -> Path:
+    """The spike network's window rates per trial and the matched rate model's prediction of them
+    (the matrix level with spike.matched_transfer = "lnp" on the weights the network had)."""
+    from .matrix.engine import MatrixNetwork
+
+    matched = circuit.with_overrides({"spike.matched_transfer": "lnp"})
+    predicted = [MatrixNetwork(matched, w).activities(x[n:n + 1], y[n:n + 1]).as_arrays()
+                 for n, w in enumerate(weights[:len(measured)])]
+    pops = [p for p in measured[0] if p != "h0" and p in predicted[0]]
+    np.savez(path, rate_scale=float(circuit["spike.rate_scale"]),
+             **{f"measured.{p}": np.concatenate([np.atleast_2d(m[p]) for m in measured]) for p in pops},
+             **{f"predicted.{p}": np.concatenate([np.atleast_2d(m[p]) for m in predicted]) for p in pops})
+    return path
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:
@@ -231,7 +265,10 @@ def _coincident(series: dict[str, list[float]]) -> dict[str, str]:
     return out
 
 
-def _figure(out: Path, A, B, groups, per_trial, traj_rows, circuit, data_name) -> list[Path]:
+def compare_figure(out: Path, A, B, groups, per_trial, traj_rows, model: str, seed, data_name,
+                   commit: str = "") -> list[Path]:
+    """The comparison's figure (``compare.*``): per-trial update cosine and size, B against A, and
+    the weights' norms (see the module docstring)."""
     from .plotting import FORMATS, pyplot, stamp
 
     plt = pyplot()
@@ -273,7 +310,7 @@ def _figure(out: Path, A, B, groups, per_trial, traj_rows, circuit, data_name) -
     axes[1].legend(frameon=False, fontsize=7)
     axes[2].legend(frameon=False, fontsize=6, ncol=2)
     fig.suptitle(f"{B} vs {A}, {data_name}", fontsize=10)
-    stamp(fig, circuit["name"], circuit["seed"])
-    paths = save_figure(fig, out / "compare", FORMATS)
+    stamp(fig, model, seed, commit)
+    paths = save_figure(fig, out / "compare", FORMATS, dpi=110)
     plt.close(fig)
     return paths

@@ -1,6 +1,10 @@
 """`salspike figures DIR`: regenerate every figure of a results folder from its recorded files.
 
-* a protocol run (``summary.json`` naming a protocol): its prediction figure, from ``<name>.json``;
+* a protocol run (``summary.json`` naming a protocol): its prediction figure with the protocol
+  sketch, from ``<name>.json``; at the spike level also the spike rasters with PSTHs from
+  ``<name>.nwb`` (`salspike.rasters`);
+* a level comparison (`salspike compare`): ``compare``, ``weight_changes`` and, with the spike
+  level, ``rates`` (`salspike.levelfigures`); the pairing window (``pairing_window.json``): its figure;
 * a training run (``metrics.jsonl``): ``training_curves`` (accuracy and per-layer delta angle);
 * a sweep (``sweep.nc``): the same, one curve per grid point with mean +- sd over its seeds;
 * a folder of such folders: each of them, and training runs together in one ``training_curves``
@@ -200,10 +204,15 @@ def _kind(folder: Path) -> str | None:
     summary = folder / "summary.json"
     if summary.is_file():
         try:
-            if "protocol" in json.loads(summary.read_text()):
+            s = json.loads(summary.read_text())
+            if "protocol" in s:
                 return "protocol"
+            if "levels" in s and "per_trial" in s:
+                return "compare"
         except (OSError, ValueError):
             pass
+    if (folder / "pairing_window.json").is_file():
+        return "pairing"
     if (folder / "metrics.jsonl").is_file():
         return "training"
     if (folder / "sweep.nc").is_file():
@@ -211,17 +220,37 @@ def _kind(folder: Path) -> str | None:
     return None
 
 
-def regenerate(folder) -> list[Path]:
-    """Every figure of a results folder (see the module docstring); the paths written."""
+def _protocol_figures(folder: Path) -> list[Path]:
     from .protocols import figure_from_folder
 
+    return figure_from_folder(folder)
+
+
+def _compare_figures(folder: Path) -> list[Path]:
+    from .levelfigures import level_figures
+
+    return level_figures(folder)
+
+
+def _pairing_figure(folder: Path) -> list[Path]:
+    from .protocols.pairing import figure_from_folder
+
+    return figure_from_folder(folder)
+
+
+#: kind of results folder -> the function redrawing its figures from its recorded files
+_FOLDER_FIGURES = {"protocol": _protocol_figures, "compare": _compare_figures, "pairing": _pairing_figure}
+
+
+def regenerate(folder) -> list[Path]:
+    """Every figure of a results folder (see the module docstring); the paths written."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder: pass a results folder of `salspike protocol run` or "
                           "`salspike train`")
     kind = _kind(folder)
-    if kind == "protocol":
-        return figure_from_folder(folder)
+    if kind in _FOLDER_FIGURES:
+        return _FOLDER_FIGURES[kind](folder)
     if kind == "training":
         return training_curves([folder], out=folder / "training_curves")
     if kind == "sweep":
@@ -233,8 +262,8 @@ def regenerate(folder) -> list[Path]:
     out = []
     training = [p for p in subs if _kind(p) == "training"]
     for p in subs:
-        if _kind(p) == "protocol":
-            out += figure_from_folder(p)
+        if _kind(p) in _FOLDER_FIGURES:
+            out += _FOLDER_FIGURES[_kind(p)](p)
     if training:
         labels = [p.name.rsplit("_seed", 1)[0] for p in training]  # run_seed0, run_seed1: one setting
         out += training_curves(training, labels, out=folder / "training_curves")

@@ -51,8 +51,9 @@ def mean_sd(values, axis: int = 0):
     return v.mean(axis=axis), sd
 
 
-def save_figure(fig, stem, formats=("pdf", "png")) -> list[Path]:
-    """Write ``stem.<ext>`` for each format atomically (creating the folder); return the paths."""
+def save_figure(fig, stem, formats=("pdf", "png"), dpi: int = 150) -> list[Path]:
+    """Write ``stem.<ext>`` for each format atomically (creating the folder); return the paths.
+    ``dpi``: of the PNG (a dense figure, e.g. a raster, uses less to stay a small file)."""
     from .results import atomic_write_path
 
     stem = Path(stem)
@@ -60,6 +61,6 @@ def save_figure(fig, stem, formats=("pdf", "png")) -> list[Path]:
     out = []
     for ext in formats:
         p = stem.with_suffix(f".{ext}")
-        atomic_write_path(p, lambda tmp, ext=ext: fig.savefig(tmp, dpi=150, format=ext))
+        atomic_write_path(p, lambda tmp, ext=ext: fig.savefig(tmp, dpi=dpi, format=ext))
         out.append(p)
     return out

@@ -97,8 +97,19 @@ def test_compare_matrix_and_rate_agree(tmp_path):
     assert "rate level vs matrix level" in res["table"]
 
 
-def test_compare_rate_and_spike_writes_everything(tmp_path):
-    """Every file and one row per group, trial and level are written (not a scientific check)."""
+def test_compare_rate_and_spike_writes_everything(tmp_path, monkeypatch):
+    """Every file and one row per group, trial and level are written, and the figures drawn from
+    them hold the recorded data: the per-synapse change scatter's cosines are the table's (computed
+    from the levels' weight histories), the rates figure draws the spike network's window rates
+    (whole spike counts) against the matched rate model (lnp), whose first-trial prediction is
+    recomputed here from the initial weights.  Catches: the prediction made with other weights
+    (the final ones) or the ReLU model, measured and predicted swapped on the axes, a change
+    taken against the wrong initial weights."""
+    import salspike.levelfigures as levelfigures
+    from salspike.compare import _data
+    from test_figures import capture_figures, fonts_embedded
+
+    kept = capture_figures(monkeypatch, levelfigures)
     res = compare_levels(tiny(), ["rate", "spike"], tmp_path, trials=2)
     assert len(res["rows"]) == 4 and len(res["per_trial"]) == 8
     assert "tier poisson" in res["table"]
@@ -106,6 +117,38 @@ def test_compare_rate_and_spike_writes_everything(tmp_path):
     assert len(traj) == 1 + 2 * 3 * 4  # header + 2 levels x (initial + 2 trials) x 4 groups
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["levels"] == ["rate", "spike"] and summary["circuit"]["spike"]["tier"] == "poisson"
+    weights = dict(np.load(tmp_path / "weights.npz"))
+    ca, cb = levelfigures.changes(weights, "rate"), levelfigures.changes(weights, "spike")
+    for r in res["rows"]:
+        a, b = ca[r["group"]], cb[r["group"]]
+        assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) == pytest.approx(r["cumulative_cosine"], rel=1e-9)
+    c = tiny()
+    s, T = c["spike.rate_scale"], c["spike.t_window"] * 1e-3
+    _, x, y, _, _ = _data(c, None, 2)
+    ref = MatrixNetwork(c.with_overrides({"spike.matched_transfer": "lnp"}), init_weights(c)).activities(x[:1], y[:1])
+    ref = ref.as_arrays()
+    pairs = levelfigures.rate_pairs(dict(np.load(tmp_path / "rates.npz")))
+    assert set(pairs) == {"h1", "h2", "hbar1", "hbar2"}
+    for pop, (measured, predicted) in pairs.items():
+        np.testing.assert_allclose(predicted[0], ref[pop][0] * s, rtol=1e-12)  # trial 1: the initial weights
+        np.testing.assert_allclose(measured * T, np.rint(measured * T), atol=1e-9)  # whole spike counts
+    assert np.abs(pairs["h1"][0]).sum() > 0  # not vacuous: the network fired
+    by_title = {ax.get_title().split(":")[0]: ax for fig in kept for ax in fig.axes}
+    for pop, (measured, predicted) in pairs.items():
+        dots = [ln for ln in by_title[pop].lines if ln.get_marker() == "o"][0]
+        np.testing.assert_array_equal(dots.get_xdata(), predicted.ravel())  # x: model, y: spiking network
+        np.testing.assert_array_equal(dots.get_ydata(), measured.ravel())
+    for g in GROUPS:
+        dots = [ln for ln in by_title[g].lines if ln.get_marker() == "o"][0]
+        np.testing.assert_array_equal(dots.get_xdata(), ca[g])
+        np.testing.assert_array_equal(dots.get_ydata(), cb[g])
+    for stem in ("compare", "weight_changes", "rates"):
+        for ext in ("pdf", "svg", "png"):
+            (tmp_path / f"{stem}.{ext}").unlink()
+    assert main(["figures", str(tmp_path)]) == 0  # redrawn from the recorded files alone
+    for stem in ("compare", "weight_changes", "rates"):
+        assert all((tmp_path / f"{stem}.{ext}").stat().st_size > 1000 for ext in ("pdf", "svg", "png"))
+        assert fonts_embedded(tmp_path / f"{stem}.pdf")
 
 
 def test_compare_with_a_dataset_reports_accuracy(tmp_path):
@@ -184,7 +227,7 @@ def test_shipped_protocol_loads():
     assert p["hold_soma"] is True and min(p["timings_ms"]) < 0 < max(p["timings_ms"])
 
 
-def test_pairing_window_end_to_end(tmp_path):
+def test_pairing_window_end_to_end(tmp_path, monkeypatch):
     """`salspike compare --protocol protocols/pairing_window.toml` on a small model (dt = 0.5 ms).
 
     Catches: the apical current decaying with another time constant than the closed form's
@@ -193,7 +236,10 @@ def test_pairing_window_end_to_end(tmp_path):
     (the changes must be positive and shrink with the lead); the soma not held below threshold
     (a postsynaptic spike); an unpaired control that changes beyond the decay (the open-loop
     artefact); and a W change that needs the postsynaptic spike (freeing the soma must leave
-    every W change as it was)."""
+    every W change as it was).  Its figure (`salspike figures DIR`, PDF/SVG/PNG, TrueType fonts)
+    draws per postsynaptic neuron the change beyond the decay, dW + c w, which is the closed form
+    times the neuron's top-down weight (the raw dW hid it in the fifth digit behind the decay):
+    catches the raw dW drawn again, or another neuron's values."""
     model = tmp_path / "m.toml"
     model.write_text('hidden = [3]\ndownstream_ratio = 2.0\ninput_width = "auto"\noutput_width = "auto"\n'
                      "gamma = 0.01\n[spike]\ndt = 0.5\n")
@@ -214,8 +260,20 @@ def test_pairing_window_end_to_end(tmp_path):
     assert all(a > b > 0 for a, b in zip(vals, vals[1:]))  # decays with the lead of the top-down input
     # 1 ms more lead costs a factor exp(-1 ms / tau_s), tau_s = 20 ms
     assert vals[0] / vals[1] == pytest.approx(np.exp(1.0 / 20.0), rel=1e-9)
-    for name in ("pairing_window.csv", "pairing_window.pdf", "pairing_window.png"):
+    for name in ("pairing_window.csv", "pairing_window.pdf", "pairing_window.png", "pairing_window.svg"):
         assert (out / name).is_file()
+    import salspike.protocols.pairing as pairing
+    from test_figures import capture_figures, fonts_embedded
+
+    kept = capture_figures(monkeypatch, pairing)
+    assert main(["figures", str(out)]) == 0 and fonts_embedded(out / "pairing_window.pdf")
+    drawn = [ln.get_ydata() for ln in kept[0].axes[1].lines if ln.get_marker() == "o"]
+    per_post, top = data["per_post_neuron"], meta["topdown_weight_per_post_neuron"]
+    assert len(drawn) == len(per_post["dW_beyond_decay"]) == len(top) == 3
+    closed = np.array([r["predicted_per_unit_topdown"] for r in rows])
+    for y, values, b in zip(drawn, per_post["dW_beyond_decay"], top):
+        np.testing.assert_array_equal(y, values)  # drawn = recorded
+        np.testing.assert_allclose(values, closed * b, rtol=0, atol=1e-8 * scale * max(map(abs, top)))
     free = tmp_path / "free.toml"
     free.write_text(PROTOCOL.read_text().replace("hold_soma = true", "hold_soma = false"))
     out2 = tmp_path / "pw_free"

@@ -7,10 +7,13 @@ circuit silenced (h2 and hbar2 clamped at 0), area 1 below fires exactly the con
 (same spike-train seed; no descending term in the soma: ratio exactly 1), receives no error
 spikes and its W does not change; area 3 above fires no upstream spike and its W does not
 change.  The NWB file, opened with pynwb and recounted in each trial's window, gives the run's
-window counts (ON - OFF for the signed pairs), and the table's activity ratio from the file alone.
+window counts (ON - OFF for the signed pairs), and the table's activity ratio from the file alone;
+the raster figure's PSTH (its table, as drawn) sums per population and polarity to the file's
+spikes in the trials shown.
 Catches: a clamp of a downstream (hbar) population ignored at the spike level; upstream
 activity depending on a higher area; plasticity below a silenced area; spikes lost, moved to
-another neuron/population/trial or their ON/OFF sign dropped in the export (docs/mutation_testing.md)."""
+another neuron/population/trial or their ON/OFF sign dropped in the export; spikes dropped or
+double-counted in the PSTH, OFF units merged into ON (docs/mutation_testing.md)."""
 
 from __future__ import annotations
 
@@ -52,3 +55,48 @@ def test_demo_runs_end_to_end_and_its_spike_run_is_one_way(tmp_path):
     ratio = np.abs(h1[probe["area 2 silenced"]]).mean() / np.abs(h1[probe["control"]]).mean()
     assert ratio == pytest.approx(below["activity_up"], abs=1e-12)
     assert np.all(recount["h2"][probe["area 2 silenced"]] == 0) and np.all(recount["h3"][probe["area 2 silenced"]] == 0)
+    # its raster + PSTH figure, written by the run and redrawn by `salspike figures` from the NWB file alone
+    from salspike.cli import main
+
+    nwb = look["spike trains (NWB)"]
+    raster_counts_agree_with_nwb(nwb)
+    for p in nwb.parent.glob("*_raster.*"):
+        p.unlink()
+    assert main(["figures", str(nwb.parent)]) == 0
+    raster_counts_agree_with_nwb(nwb)
+
+
+def raster_counts_agree_with_nwb(nwb_path, stem=None) -> None:
+    """The raster figure's PSTH table (NAME_raster.csv, as drawn) against the NWB file read here with
+    pynwb: per population, polarity and trial shown the PSTH's counts sum to the units' spikes in
+    that trial, and every condition of the run has a trial shown."""
+    import csv
+
+    import pynwb
+
+    from test_figures import fonts_embedded
+
+    stem = nwb_path.with_name(nwb_path.stem + "_raster") if stem is None else stem
+    assert all(stem.with_suffix(ext).stat().st_size > 1000 for ext in (".pdf", ".svg", ".png"))
+    assert fonts_embedded(stem.with_suffix(".pdf"))
+    drawn: dict[tuple[str, int, int], int] = {}
+    with open(stem.with_suffix(".csv"), newline="") as f:
+        for r in csv.DictReader(f):
+            key = (r["population"], int(r["polarity"]), int(r["trial"]))
+            drawn[key] = drawn.get(key, 0) + int(r["spikes"])
+    shown = sorted({k[2] for k in drawn})
+    with pynwb.NWBHDF5IO(str(nwb_path), "r") as io:
+        nwb = io.read()
+        start, stop = np.asarray(nwb.trials["start_time"][:]), np.asarray(nwb.trials["stop_time"][:])
+        conditions = [str(c) for c in nwb.trials["condition"][:]]
+        units = nwb.units
+        counted: dict[tuple[str, int, int], int] = {}
+        for u in range(len(units)):
+            t = np.asarray(units["spike_times"][u])
+            for i in shown:
+                key = (str(units["population"][u]), int(units["polarity"][u]), i)
+                counted[key] = counted.get(key, 0) + int(np.sum((t >= start[i]) & (t < stop[i])))
+    assert {conditions[i] for i in shown} == set(conditions)  # the control and each manipulation
+    assert drawn == counted and sum(counted.values()) > 50  # not vacuous
+    assert {k[1] for k in counted} == {-1, 0, 1}  # ON and OFF units of the signed pairs, unsigned ones
+

@@ -71,28 +71,46 @@ def test_compare_figure_names_coincident_curves():
 
 
 def test_gallery_regenerates_from_recorded_results(repo_root, tmp_path, monkeypatch):
-    """`salspike figures docs/figures` (a folder of protocol results folders) redraws every
-    gallery figure from the committed tables (PNG only here, to keep the suite short; the three
-    formats are checked by test_apical_lesion_dose_response)."""
+    """`salspike figures docs/figures` (a folder of results folders) redraws every gallery figure
+    from the committed results: the protocol tables with their sketch, the spike raster from its
+    NWB file, the level comparison's three figures, the pairing window.  Every gallery PNG is
+    shown in docs/figures.md and is under 150 kB.  (PNG only here, to keep the suite short; the
+    three formats are checked by the tests of each figure.  docs/figures/reproduction holds
+    the reproduction study's PNGs, shown in docs/reproduction.md.)"""
+    import json
+    import re
     import shutil
 
+    import salspike.levelfigures as levelfigures
+    import salspike.plotting as plotting
+    import salspike.rasters as rasters
     from salspike.cli import main
-    from salspike.protocols import engine
+    from salspike.figures import _kind
+    from salspike.protocols import engine, pairing
 
-    monkeypatch.setattr(engine, "FORMATS", ("png",))
+    for module in (engine, pairing, plotting, rasters, levelfigures):
+        monkeypatch.setattr(module, "FORMATS", ("png",))
     gallery = tmp_path / "figures"
     shutil.copytree(repo_root / "docs" / "figures", gallery)
-    # protocol results folders (summary.json); docs/figures/reproduction holds the reproduction
-    # study's PNGs, drawn by benchmarks/reproduction/figures.py from sweeps that are not committed
-    folders = [p for p in gallery.iterdir() if (p / "summary.json").is_file()]
-    for folder in folders:
-        for png in folder.glob("*.png"):
-            png.unlink()
+    # results folders (docs/figures/reproduction: drawn by benchmarks/reproduction/figures.py from sweeps
+    # that are not committed)
+    folders = [p for p in gallery.iterdir() if _kind(p)]
+    removed = [png for folder in folders for png in folder.glob("*.png")]
+    for png in removed:
+        png.unlink()
     assert main(["figures", str(gallery)]) == 0
-    import json
-
-    names = {p: json.loads((p / "summary.json").read_text())["protocol"] for p in folders}
-    assert len(names) >= 7 and all((p / f"{n}.png").is_file() for p, n in names.items())
+    assert removed and all(png.is_file() for png in removed)
+    kinds = {_kind(p) for p in folders}
+    assert kinds == {"protocol", "compare", "pairing"}
+    protocols = {p: json.loads((p / "summary.json").read_text())["protocol"] for p in folders if _kind(p) == "protocol"}
+    assert len(protocols) >= 7 and all((p / f"{n}.png").is_file() for p, n in protocols.items())
+    assert any((p / f"{n}_raster.png").is_file() for p, n in protocols.items())
+    shown = set(re.findall(r"\(figures/([^)]+\.png)\)", (repo_root / "docs" / "figures.md").read_text()))
+    committed = {str(png.relative_to(gallery)) for png in removed}
+    assert shown == committed, (shown ^ committed)
+    for name in committed:
+        assert (repo_root / "docs" / "figures" / name).stat().st_size < 150_000, name
+        assert (gallery / name).stat().st_size < 150_000, name
 
 
 def test_salspike_figures_on_a_sweep(tmp_path):
@@ -112,3 +130,75 @@ def test_salspike_figures_on_a_sweep(tmp_path):
     assert main(["figures", str(tmp_path)]) == 0
     svg = (tmp_path / "training_curves.svg").read_text()
     assert "eta_scale=0.5 (mean +- sd, 2 runs)" in svg and "eta_scale=1.0" in svg and "layer W1" in svg
+
+
+# ---------------------------------------------------------------- new figures (issue 10, item 3)
+
+
+def fonts_embedded(pdf) -> bool:
+    """pdf.fonttype 42: TrueType fonts embedded (FontFile2), no Type 3 glyph procedures."""
+    data = pdf.read_bytes()
+    return b"/FontFile2" in data and b"/Type3" not in data and b"/Subtype /Type3" not in data
+
+
+def capture_figures(monkeypatch, module):
+    """Keep the figures ``module`` saves (its ``save_figure``), to read back what they draw."""
+    import salspike.plotting as plotting
+
+    kept = []
+
+    def keep(fig, stem, formats=plotting.FORMATS, dpi=150):
+        kept.append(fig)
+        return plotting.save_figure(fig, stem, formats, dpi)
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    return kept
+
+
+def test_protocol_sketch_draws_the_hooks_that_ran(tmp_path, monkeypatch):
+    """The protocol sketch is drawn from the hook calls the run made (not a declaration beside
+    them): heterosynaptic clamps h0 and hbar1, cuts the apical input of one h1 neuron, freezes every
+    group but W0, and reads W0.  Catches: the session's levels not logged (an empty sketch), a
+    hook logged under another target or neuron count, unfreeze ignored (W0 drawn frozen); the
+    figure is written in PDF, SVG and PNG with TrueType fonts."""
+    import salspike.protocols.engine as engine
+    from salspike.protocols import run_protocol
+
+    kept = capture_figures(monkeypatch, engine)
+    run_protocol("heterosynaptic", "matrix", tmp_path / "h", seeds=[0])
+    table = __import__("json").loads((tmp_path / "h" / "heterosynaptic.json").read_text())
+    hooks = {(h["hook"], h["target"]): h for h in table["sketch"]["hooks"]}
+    assert hooks[("clamp", "h0")]["conditions"] == hooks[("clamp", "hbar1")]["conditions"] == 1  # one level a seed
+    assert hooks[("silence_apical", "h1")]["neurons"] == [1]  # apical_silenced = [0]: one neuron
+    assert {("freeze", g) for g in ("W", "Wbar", "V", "Vbar")} <= set(hooks) and ("unfreeze", "W0") in hooks
+    assert {("drive", "input"), ("drive", "target")} <= set(hooks) and table["sketch"]["reads"] == ["W0", "h1"]
+    sketch_ax = kept[0].subfigs[0].axes[0]
+    dotted = [p for p in sketch_ax.patches if getattr(p, "get_linestyle", lambda: "")() in (":", "dotted")]
+    solid_w = [p for p in sketch_ax.patches if p.get_linestyle() == "-" and p.get_edgecolor()[:3] ==
+               __import__("matplotlib.colors", fromlist=["to_rgb"]).to_rgb("#0072B2")]
+    assert len(solid_w) == 1 and len(dotted) == 2 + 2 + 2 + 3  # W0 plastic; W1-2, Wbar1-2, V1-2, Vbar0-2 frozen
+    svg = (tmp_path / "h" / "heterosynaptic.svg").read_text()
+    assert "apical cut" in svg and ">1 neuron<" in svg and "clamped" in svg and "read by the table" in svg
+    for ext in ("pdf", "svg", "png"):
+        assert (tmp_path / "h" / f"heterosynaptic.{ext}").stat().st_size > 1000
+    assert fonts_embedded(tmp_path / "h" / "heterosynaptic.pdf")
+
+
+def test_spike_raster_script_on_the_gallery_nwb(repo_root, tmp_path, monkeypatch):
+    """figures/spike_raster.py on the gallery's committed NWB file (a spike-level area_silencing run):
+    PDF/SVG/PNG with TrueType fonts and a PSTH table whose counts, per population, polarity and
+    trial, are the file's spikes recounted with pynwb; each condition shown.  A missing file is one
+    line and exit 2."""
+    pytest.importorskip("pynwb")
+    from test_demo import raster_counts_agree_with_nwb
+
+    nwb = repo_root / "docs" / "figures" / "area_silencing_raster" / "area_silencing.nwb"
+    out = tmp_path / "raster"
+    path = str(repo_root / "figures" / "spike_raster.py")
+    monkeypatch.setattr(sys, "argv", [path, str(nwb), "--max-trials", "6", "--out", str(out)])
+    runpy.run_path(path, run_name="__main__")
+    raster_counts_agree_with_nwb(nwb, out)
+    monkeypatch.setattr(sys, "argv", [path, str(tmp_path / "none.nwb"), "--out", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_path(path, run_name="__main__")
+    assert exc.value.code == 2

@@ -33,6 +33,7 @@ class SelfAssembly(Protocol):
     SUMMARY = "random V and Vbar self-assemble: correlation of ascending and descending pair connections (Lemma 1)"
     LEVELS = ("matrix", "rate", "spike")
     KEYS = {"record_every": (int, 10, "trials between two snapshots of V and Vbar")}
+    READS = ("V", "Vbar")
     COLUMNS = {"seed": "-", "trial": "trials", "layer": "-", "correlation": "", "residual": "",
                "residual_closed_form": ""}
 
@@ -116,6 +117,7 @@ class Motif(Protocol):
     SUMMARY = "the four-synapse motif after learning: V W^T against Wbar Vbar^T, and Vbar against V^T (Lemmas 1-2)"
     LEVELS = ("matrix", "rate", "spike")
     KEYS = {"record_every": (int, 250, "trials between two snapshots of the weights")}
+    READS = ("W", "Wbar", "V", "Vbar", "output")
     COLUMNS = {"seed": "-", "trial": "trials", "layer": "-", "motif_correlation": "", "reciprocity": "",
                "loss": ""}
 

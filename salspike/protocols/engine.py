@@ -27,13 +27,16 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import console
-from ..circuit import Circuit, init_weights
+from ..circuit import Circuit, circuit_layout, init_weights
 from ..circuit.schema import SCHEMA, did_you_mean, flatten_tables
 from ..errors import ConfigError
 from ..plotting import FORMATS, pyplot, save_figure, stamp
 from ..resources import bundled, bundled_path, resolve
 from ..results import RunDir, atomic_write_text, provenance, to_jsonable
+from ..rasters import spike_rasters
+from ..sketch import draw_sketch, sketch_data
 from . import schema
+from .hooklog import HookLog
 
 __all__ = ["Protocol", "PROTOCOLS", "register_protocol", "load_protocol", "run_protocol", "Session",
            "list_protocols", "figure_from_folder", "LEVEL_NAMES"]
@@ -68,6 +71,9 @@ class Protocol:
     FIGSIZE = (7.2, 3.0)
     #: table columns -> unit ("" dimensionless, "-" a label)
     COLUMNS: dict[str, str] = {}
+    #: what the table is computed from, for the protocol sketch: population names or roles (input,
+    #: upstream, output, downstream, error), groups (W, Wbar, V, Vbar) or single groups (W0)
+    READS: tuple[str, ...] = ()
 
     def __init__(self, params: dict[str, Any]):
         self.p = params
@@ -82,6 +88,10 @@ class Protocol:
 
     def run(self, s: "Session") -> tuple[list[dict], dict]:
         raise NotImplementedError
+
+    def reads(self) -> tuple[str, ...]:
+        """`READS` (a kind whose read-out depends on its keys overrides this)."""
+        return self.READS
 
     @staticmethod
     def plot(fig, table: dict) -> None:
@@ -180,6 +190,7 @@ class Session:
     options: dict
     params: dict
     recorder: Any = None
+    hooklog: Any = None
 
     def circuit(self, seed: int) -> Circuit:
         return self.base.with_overrides({"seed": int(seed)}, source=self.params["source"])
@@ -194,8 +205,8 @@ class Session:
             options["seed"] = int(seed)  # the same seed: the same spike trains where the hooks allow
         lv = make_level(self.level_name, c, {k: np.array(v, dtype=np.float64) for k, v in w.items()}, **options)
         if self.recorder is not None:
-            return self.recorder.wrap(lv, f"seed {seed}" + (f", {condition}" if condition else ""))
-        return lv
+            lv = self.recorder.wrap(lv, f"seed {seed}" + (f", {condition}" if condition else ""))
+        return self.hooklog.wrap(lv, condition) if self.hooklog is not None else lv
 
     def task(self, seed: int, n: int, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
         d = self.base.widths
@@ -281,11 +292,13 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
         atomic_write_text(run.file("protocol.toml"), path.read_text())
         atomic_write_text(run.file("model.toml"), circuit.to_toml())
         console.note(f"protocol {name}: {p['protocol']} at the {level} level, seeds {p['seeds']}")
-        rows, meta = kind.run(Session(level, circuit, options, p, recorder))
+        hooklog = HookLog()
+        rows, meta = kind.run(Session(level, circuit, options, p, recorder, hooklog))
         prov = provenance()
         table = {"protocol": name, "kind": p["protocol"], "level": level, "model": circuit["name"],
                  "seeds": p["seeds"], "columns": dict(kind.COLUMNS), "rows": rows, "meta": meta,
-                 "commit": prov["git_commit"]}
+                 "commit": prov["git_commit"],
+                 "sketch": sketch_data(circuit_layout(circuit), hooklog.summary(), kind.reads())}
         files = [_write_csv(run.file(f"{name}.csv"), rows, kind.COLUMNS)]
         files.append(run.write_json(name, table))
         files += write_figure(table, Path(run.file(name)))
@@ -293,6 +306,7 @@ def run_protocol(name_or_path: str | Path, level: str, out: str | Path, *, devic
             files.append(str(recorder.write(run.file(f"{name}.nwb"),
                                             f"salspike protocol {name} ({p['protocol']}) at the spike level, "
                                             f"model {circuit['name']}, seeds {p['seeds']}")))
+            files += spike_rasters(Path(files[-1]).parent, table)
         run.finish({"protocol": name, "kind": p["protocol"], "level": level, "files": [Path(f).name for f in files],
                     "overrides": to_jsonable(overrides or {}), "provenance": prov})
     text = format_table(table)
@@ -322,17 +336,24 @@ def format_table(table: dict) -> str:
 
 
 def write_figure(table: dict, stem: Path) -> list[Path]:
-    """The kind's figure of a table (as written in ``<name>.json``), stamped, in `FORMATS`."""
+    """The kind's figure of a table (as written in ``<name>.json``), stamped, in `FORMATS`; with the
+    protocol sketch (`salspike.sketch`) as a panel on the left where the table has one."""
     plt = pyplot()
     kind = _kinds().get(table["kind"])
     if kind is None:
         raise ConfigError(f"{stem}: unknown protocol kind {table['kind']!r}; this salspike knows "
                           f"{sorted(PROTOCOLS)}")
-    fig = plt.figure(figsize=kind.FIGSIZE, constrained_layout=True)
+    sketch = table.get("sketch")
+    width, height = kind.FIGSIZE
+    fig = plt.figure(figsize=(width + 2.4 if sketch else width, height), constrained_layout=True)
     try:
-        kind.plot(fig, table)
+        panel = fig
+        if sketch:
+            left, panel = fig.subfigures(1, 2, width_ratios=(2.4, width))
+            draw_sketch(left.subplots(), sketch, title=f"{table['protocol']}: the circuit")
+        kind.plot(panel, table)
         stamp(fig, f"{table['model']} ({table['level']} level)", table["seeds"], table.get("commit", ""))
-        return save_figure(fig, stem, FORMATS)
+        return save_figure(fig, stem, FORMATS, dpi=130 if sketch else 150)  # the same pixels with the sketch
     finally:
         plt.close(fig)
 
@@ -345,7 +366,7 @@ def figure_from_folder(folder: str | Path) -> list[Path]:
         raise ConfigError(f"{folder} holds no finished protocol run ({RunDir.SUMMARY} missing)")
     name = json.loads(summary.read_text())["protocol"]
     table = json.loads((folder / f"{name}.json").read_text())
-    return write_figure(table, folder / name)
+    return write_figure(table, folder / name) + spike_rasters(folder, table)
 
 
 def group_stats(rows: list[dict], by: tuple[str, ...], column: str) -> dict[tuple, tuple[float, float, int]]:

@@ -53,6 +53,7 @@ class ApicalLesion(Protocol):
         "test_trials": (int, 200, "held-out trials for the test loss"),
         "populations": (list, ["h1"], "upstream populations h{k} (k >= 1) whose apical input is silenced"),
     }
+    READS = ("output", "W")
     COLUMNS = {"seed": "-", "fraction_silenced": "", "loss_before": "", "loss_after": "",
                "learning": "", "relative_learning": "", "dW_silenced_area": "", "rows_learning": "",
                "rows_learning_closed_form": "", "inference_change": ""}
@@ -168,6 +169,7 @@ class AreaSilencing(Protocol):
         "areas": (list, [1, 2], "hidden areas k to silence, one condition each (h{k} and hbar{k} clamped at 0)"),
         "probe_trials": (int, 20, "trials (plasticity frozen) on which activity is measured"),
     }
+    READS = ("upstream", "downstream", "output", "W")
     COLUMNS = {"seed": "-", "silenced_area": "-", "area": "-", "position": "-", "activity_up": "",
                "activity_down": "", "plasticity_W": "", "activity_up_closed_form": "",
                "plasticity_W_closed_form": ""}
@@ -276,6 +278,7 @@ class InstructiveSign(Protocol):
     LEVELS = ("matrix", "rate", "spike")
     KEYS = {"record_every": (int, 50, "trials between two measurements"),
             "probe_trials": (int, 50, "trials (plasticity frozen) on which the signs are measured")}
+    READS = ("Vbar", "output")
     COLUMNS = {"seed": "-", "trial": "trials", "population": "-", "sign_agreement": "", "correlation": "",
                "test_loss": ""}
 

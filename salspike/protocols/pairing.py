@@ -26,9 +26,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..circuit import GROUPS, Circuit, algorithm_plan, init_weights, read_toml_file
+from ..circuit import GROUPS, Circuit, algorithm_plan, circuit_layout, init_weights, read_toml_file
 from ..circuit.schema import did_you_mean
 from ..errors import ConfigError
+from ..plotting import FORMATS, OKABE_ITO, pyplot, save_figure, stamp
+from ..results import atomic_write_text, provenance, to_jsonable
+from ..sketch import draw_sketch, sketch_data
+from .hooklog import HookLog
 
 __all__ = ["PROTOCOL_SCHEMA", "load_protocol", "run_pairing_file", "pairing_window", "apical_tag", "paired_run"]
 
@@ -108,9 +112,6 @@ def apical_tag(pre_times_ms, top_times_ms, circuit: Circuit) -> float:
     return float(np.sum(np.where(lags >= 0, q ** np.maximum(lags, 0), 0.0))) / (s * tau * 1e-3)
 
 
-#: a closed-loop spike trial of this many steps or more loses its end-of-trial step (consolidation
-#: and read-out): the run ends one step after the last trial, and Brian2 rounds a clock's end down
-#: when it lies within 1e-4 of the clock's dt (the trial clock's dt is one trial)
 def paired_run(level, k: int, pre_trains: Sequence[np.ndarray], top_idx: np.ndarray, top_times: np.ndarray, *,
                hold_soma: bool = True) -> tuple[np.ndarray, float]:
     """One pairing run on an open spike level (its circuit's trial = the protocol): every
@@ -130,15 +131,20 @@ def paired_run(level, k: int, pre_trains: Sequence[np.ndarray], top_idx: np.ndar
     name = f"W{k}"
     level.unfreeze(name)
     w0 = np.array(level.weights[name], dtype=np.float64)
+    note = getattr(level, "note", None)  # a `HookLog`-wrapped level records what was stimulated
     top_times = np.asarray(top_times, dtype=np.float64)
     if top_times.size:
         net.inject(f"hbar{k + 1}", np.repeat(top_idx, top_times.size), np.tile(top_times, np.size(top_idx)))
+        if note:
+            note("stimulate", f"hbar{k + 1}", top_idx)
     for j, times in enumerate(pre_trains):
         times = np.asarray(times, dtype=np.float64)
         net.inject(f"h{k}", [j] * times.size, times)
-    acts = level.step(np.zeros((1, d[0])), np.zeros((1, d[-1])), online=True)
+    if note:
+        note("stimulate", f"h{k}", range(len(pre_trains)))
+    new, acts = net.run_trials(np.zeros((1, d[0])), np.zeros((1, d[-1])))
     post_spikes = float(np.abs(acts[f"h{k + 1}"]).sum() * c["spike.rate_scale"] * c["spike.t_window"] * 1e-3)
-    return np.array(level.weights[name], dtype=np.float64) - w0, post_spikes
+    return np.array(new[name], dtype=np.float64) - w0, post_spikes
 
 
 def run_pairing_file(path: str | Path, circuit: Circuit, out: str | Path, *, device: str = "runtime",
@@ -204,9 +210,11 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
     rounds = math.ceil(len(slots) / width)
     name = f"W{k}"
 
+    hooklog = HookLog()
+
     def run(chunk, topdown: bool):
         """One protocol run: silent network, injected spikes, only W^k plastic; returns (dW, post spikes)."""
-        level = make_level("spike", c, {n: v.copy() for n, v in w0.items()}, device=device)
+        level = hooklog.wrap(make_level("spike", c, {n: v.copy() for n, v in w0.items()}, device=device))
         try:
             trains = [t_top - delta if kind == "paired" else t_top for kind, delta in chunk]
             return paired_run(level, k, trains, top_idx, t_top if topdown else np.zeros(0),
@@ -241,11 +249,12 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
 
     unit = eta / (s * T)  # weight change per unit of tag
     live = np.abs(b_top) > 1e-12
-    rows = []
+    rows, per_post = [], []
     for r in results:
         lag = -round(r["delta_t_ms"] / dt)  # steps from the top-down spike to the presynaptic spike
         per_unit = unit * tag_per_unit(t_top - r["delta_t_ms"])
         timing = r["dW"] + coef * r["w"]  # the decay (-c w, exact) taken out
+        per_post.append((r["delta_t_ms"], [float(v) for v in timing]))
         order = "top-down first" if lag >= 1 else ("same step" if lag == 0 else "presynaptic first")
         rows.append({"delta_t_ms": r["delta_t_ms"], "order": order, "dW": float(np.mean(r["dW"])),
                      "dW_timing_per_unit_topdown": float(np.mean(timing[live] / b_top[live])),
@@ -253,12 +262,19 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
                      "max_abs_error": float(np.max(np.abs(timing - per_unit * b_top))),
                      "dW_rate_level": float(np.mean(rate_dW))})
     rows.sort(key=lambda row: row["delta_t_ms"])
+    per_post.sort(key=lambda item: item[0])
+    by_neuron = {"post_neurons": list(map(int, post_idx)), "delta_t_ms": [d for d, _ in per_post],
+                 "dW_beyond_decay": [list(v) for v in zip(*(t for _, t in per_post))],
+                 "dW_rate_level_beyond_decay": [float(v) for v in rate_dW + coef * w0[name][post_idx, 0]],
+                 "meaning": "per postsynaptic neuron (rows) and timing (columns): dW + c w, the change of W "
+                            "beyond the weight decay; the rate level's time-averaged rule likewise"}
     meta = {"protocol": src, "synapses": f"{name}: {pre} -> {post}", "topdown": f"hbar{k + 1}{list(map(int, top_idx))} "
             f"-> Vbar{k} -> apical of {post}", "post_neurons": list(map(int, post_idx)),
             "pairings": n, "interval_ms": interval, "window_s": T, "tier": c["spike.tier"],
             "tau_s_ms": tau, "delay_ms": c["spike.delay"], "rate_scale_Hz": s, "eta_W": eta,
             "hold_soma": proto["hold_soma"],
             "dW_unpaired_control": float(np.mean(control)),
+            "dW_unpaired_control_beyond_decay": float(np.mean(control + coef * w0[name][post_idx, 0])),
             "dW_unpaired_control_minus_decay_max": float(np.max(np.abs(control + coef * w0[name][post_idx, 0]))),
             "decay_coefficient": coef, "postsynaptic_spikes": counts_post,
             "topdown_weight_per_post_neuron": [float(v) for v in b_top],
@@ -269,9 +285,12 @@ def pairing_window(proto: dict, circuit: Circuit, out: Path, *, device: str = "r
             "rule": "causal heterosynaptic: a presynaptic spike reads the apical current of its target "
                     "(the filtered top-down input; no postsynaptic spike needed)"}
     files = [_write_csv(out / "pairing_window.csv", rows)]
-    (out / "pairing_window.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    prov = provenance()
+    data = {"meta": meta, "rows": rows, "per_post_neuron": by_neuron, "model": c["name"], "seeds": [int(c["seed"])], "commit": prov["git_commit"],
+            "sketch": sketch_data(circuit_layout(c), hooklog.summary(), (name, post)), "provenance": prov}
+    atomic_write_text(out / "pairing_window.json", json.dumps(to_jsonable(data), indent=1))
     files.append(out / "pairing_window.json")
-    files += _figure(out, rows, meta)
+    files += _figure(out, data)
     table = _format(rows, meta)
     return {"table": table, "rows": rows, "meta": meta, "files": [str(f) for f in files]}
 
@@ -300,31 +319,60 @@ def _format(rows, meta) -> str:
     return "\n".join(lines)
 
 
-def _figure(out: Path, rows, meta) -> list[Path]:
-    import matplotlib
+def figure_from_folder(folder: str | Path) -> list[Path]:
+    """Redraw the pairing window's figure from its ``pairing_window.json``."""
+    path = Path(folder) / "pairing_window.json"
+    try:
+        data = json.loads(path.read_text())
+        data["rows"], data["meta"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is not a pairing window table (rows and meta): rerun `salspike compare "
+                          "--protocol pairing_window`") from None
+    return _figure(Path(folder), data)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from ..plotting import OKABE_ITO, save_figure
-
+def _figure(out: Path, data: dict) -> list[Path]:
+    """Left: the protocol sketch; middle: the change of W beyond the weight decay -c w (which is
+    much larger than the timing effect and hid it in the fifth digit of dW), per postsynaptic
+    neuron (its sign is its top-down weight's), with the unpaired control and the rate level's
+    time-averaged rule; right: the timing window per unit top-down weight with its closed form."""
+    rows, meta = data["rows"], data["meta"]
+    plt = pyplot()
     dt = np.array([r["delta_t_ms"] for r in rows])
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.5, 3.6), constrained_layout=True)
-    a1.plot(dt, [r["dW"] for r in rows], "o", color=OKABE_ITO[5], label="spike level")
-    a1.axhline(meta["dW_unpaired_control"], color=OKABE_ITO[0], ls=":", lw=1, label="unpaired control")
-    a1.axhline(rows[0]["dW_rate_level"], color=OKABE_ITO[6], ls="--", lw=1,
-               label="rate level (time-averaged rule)")
-    a1.set(xlabel="delta t = t_topdown - t_pre (ms)", ylabel="weight change dW (dimensionless)",
-           title="Total change of W")
+    if "per_post_neuron" not in data:
+        raise ConfigError(f"{out / 'pairing_window.json'} was written by an older salspike (no per_post_neuron): "
+                          "rerun `salspike compare --protocol pairing_window`")
+    sketch = data.get("sketch")
+    fig = plt.figure(figsize=(12 if sketch else 9.5, 3.6), constrained_layout=True)
+    axes = fig.subplots(1, 3 if sketch else 2, width_ratios=(2.4, 4.75, 4.75) if sketch else None)
+    if sketch:
+        draw_sketch(axes[0], sketch, title="pairing_window: the circuit")
+    a1, a2 = axes[-2:]
+    pp = data["per_post_neuron"]
+    colours = [OKABE_ITO[i] for i in (5, 6, 3, 1, 7, 2, 0)]
+    for n, (neuron, values, rate) in enumerate(zip(pp["post_neurons"], pp["dW_beyond_decay"],
+                                                   pp["dW_rate_level_beyond_decay"])):
+        colour = colours[n % len(colours)]
+        a1.plot(pp["delta_t_ms"], values, "o-", ms=3, lw=0.8, color=colour, label=f"{meta['synapses'].split(':')[0]} "
+                f"onto neuron {neuron}" if n < 6 else None)
+        a1.axhline(rate, color=colour, ls="--", lw=0.8)
+    a1.axhline(meta["dW_unpaired_control_beyond_decay"], color="0.5", ls=":", lw=1,
+               label="unpaired control (no top-down spikes)")
+    a1.plot([], [], "--", color="0.3", lw=0.8, label="rate level (time-averaged rule)")
+    a1.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useOffset=False)
+    a1.set(xlabel="delta t = t_topdown - t_pre (ms)", ylabel="dW + c w: change beyond the decay (dimensionless)",
+           title="Change of W per postsynaptic neuron, decay -c w taken out")
     a1.legend(frameon=False, fontsize=7)
     a2.plot(dt, [r["predicted_per_unit_topdown"] for r in rows], "-", color=OKABE_ITO[1], lw=1.2,
             label="closed form (exp(-lag / tau_s))")
     a2.plot(dt, [r["dW_timing_per_unit_topdown"] for r in rows], "o", color=OKABE_ITO[5], ms=4,
             label="spike level (decay taken out)")
     a2.axvline(0, color="0.7", lw=0.8)
-    a2.set(xlabel="delta t = t_topdown - t_pre (ms)", ylabel="dW per unit top-down weight",
+    a2.set(xlabel="delta t = t_topdown - t_pre (ms)", ylabel="dW per unit top-down weight (dimensionless)",
            title=f"Heterosynaptic window (tau_s = {meta['tau_s_ms']:g} ms)")
     a2.legend(frameon=False, fontsize=7)
-    paths = save_figure(fig, out / "pairing_window")
-    plt.close(fig)
-    return paths
+    stamp(fig, f"{data.get('model', '?')} (spike level)", data.get("seeds"), data.get("commit", ""))
+    try:
+        return save_figure(fig, out / "pairing_window", FORMATS, dpi=120)
+    finally:
+        plt.close(fig)

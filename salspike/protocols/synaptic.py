@@ -43,6 +43,12 @@ __all__ = ["Heterosynaptic", "RateDependence"]
 _KEYS = {"pre": (str, "h0", "presynaptic upstream population h{k}: the synapses measured are W{k}")}
 
 
+def _reads(self) -> tuple[str, ...]:
+    """The synapses measured, W{k} of ``pre``, and their postsynaptic population h{k+1}."""
+    k = int(self.p["pre"][1:])
+    return (f"W{k}", f"h{k + 1}")
+
+
 def _layer(p, c) -> int:
     pre = p["pre"]
     K = c.n_layers
@@ -162,6 +168,7 @@ class Heterosynaptic(Protocol):
             "pre_activity": ((int, float), 1.0, "activity of the stimulated inputs (the others at 0)"),
             "topdown": ((int, float), 1.0, "activity of every hbar{k+1} neuron (the top-down input)"),
             "apical_silenced": (list, [0], "postsynaptic neurons of h{k+1} with the apical input silenced")}
+    reads = _reads
     COLUMNS = {"seed": "-", "synapses": "-", "n": "synapses", "dW_mean": "", "closed_form_mean": "",
                "max_abs_error": "", "activity_driven_abs": "", "closed_form_activity_driven_abs": "",
                "decay_only": "-", "noise_sd": "", "rms_z": "", "gain": "", "gain_sd": ""}
@@ -266,6 +273,7 @@ class RateDependence(Protocol):
             "stdp_tau_minus_ms": ((int, float), stdp.TAU_MINUS_MS, "ms, STDP fit (spike level): time constant of "
                                   "depression, post before pre (Bi & Poo)")}
     FIGSIZE = (10.0, 3.4)
+    reads = _reads
     COLUMNS = {"seed": "-", "drives": "-", "pre_activity": "", "apical_drive": "", "post_activity": "", "dW": "",
                "closed_form": "", "noise_sd": "", "hebbian_fit": "", "bcm_fit": "", "stdp_fit": ""}
 

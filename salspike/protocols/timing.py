@@ -93,6 +93,7 @@ class PresentationTime(Protocol):
         "repeats": (int, 3, "presentations of each duration"),
         "gap_ms": (float, 150.0, "ms of nothing after each presentation (back to rest)"),
     }
+    READS = ("downstream", "error", "W")
     COLUMNS = {"seed": "-", "measure": "-", "target": "-", "latency_ms": "ms", "latency_closed_form_ms": "ms",
                "filters": "", "presentation_ms": "ms", "dW": "", "dW_from_rest": "", "dW_relative": "",
                "lower_bound_ms": "ms"}
