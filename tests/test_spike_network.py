@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("brian2")
 
 from salspike.circuit import Circuit, init_weights  # noqa: E402
-from salspike.circuit.functions import filtered_intensity_variance, window_activity_variance  # noqa: E402
+from salspike.circuit.functions import filtered_intensity_variance, spike_train_power  # noqa: E402
 from salspike.brian.spike import SpikeNetwork  # noqa: E402
 from salspike.cli import main  # noqa: E402
 from salspike.errors import ConfigError, ShapeError  # noqa: E402
@@ -152,6 +152,7 @@ def test_bad_inputs_are_refused(small_circuit):
 
 PAPER = {"hidden": [200, 200, 200], "input_width": 64, "output_width": 10, "spike.t_window": 5000.0}
 N_SEEDS = 4
+N_UPDATE_SEEDS = 16
 
 
 @pytest.fixture(scope="module")
@@ -168,23 +169,25 @@ def paper_runs(paper_model_path, digits, tmp_path_factory):
         reads.append(net.readout(x, y))
     tiny = c.with_overrides({"eta.W": 1e-6, "eta.Wbar": 1e-6, "eta.V": 1e-6, "eta.Vbar": 1e-6})
     updates = []
-    for s in range(N_SEEDS):
+    for s in range(N_UPDATE_SEEDS):  # 4 trials of the first row per seed (the read-outs' binary)
         net = SpikeNetwork(tiny, w0, device="cpp_standalone", build_dir=build, seed=200 + s)
-        xs, ys = np.repeat(x[:1], 4, 0), np.repeat(y[:1], 4, 0)
-        new, acts = net.run_trials(xs, ys)
+        new, acts = net.run_trials(np.repeat(x[:1], 4, 0), np.repeat(y[:1], 4, 0))
         updates.append(({k: (new[k] - w0[k]) / 1e-6 / 4 for k in new}, acts))
     return {"circuit": c, "w0": w0, "x": x, "y": y, "reads": reads, "updates": updates}
 
 
 def test_propagation_matches_the_matched_rate_model(paper_runs):
     """Catches: a transfer function that is not the LNP mean rate (the ReLU model is rejected by
-    the same test: its z-scores are ~10), a wrong current scale, and propagation errors layer by
-    layer, and the skewness (Edgeworth) term of the shot noise.  Measured with 6 seeds x 4 rows x
-    2 s (paper widths, 2026-12-02): hidden z rms 1.03, 1.09, 1.15 and bias -0.04, -0.06, -0.01 Hz
-    (without the skewness term 1.24, 1.20, 1.24 and -0.3 Hz; the ReLU model 5.7-8.5), output z rms
-    1.31; in this test (4 seeds x 5 s) 1.11, 1.15, 1.21 and -0.20, -0.26, -0.25 Hz.  Asserted: hidden
-    rms in [0.85, 1.25] (the issue asks 1.2; h3 measures 1.21), bias within max(1 Hz, 3 SE), rates 5-20 Hz;
-    output rms <= 2 and bias within max(1.5 Hz, 3 SE)."""
+    the same test: its z-scores are 5-10), a wrong current scale, propagation errors layer by
+    layer, and the skewness (Edgeworth) term of the shot noise.  The variance of a neuron's window
+    rate is S(0) / T, S(0) the zero-frequency power of its spike train propagated layer by layer
+    (`spike_train_power`, docs/spike_network.md).  Measured (4 rows x 5 s, paper widths,
+    2026-12-02), 4 seeds: z rms 1.06, 1.10, 1.12, output 1.29, bias -0.20, -0.34, -0.46, -0.13 Hz;
+    8 seeds: 1.06, 1.12, 1.15, output 1.20 (without the skewness term h1 1.20; with the old
+    linear-response variance 1.11, 1.20, 1.27, output 1.42).  Asserted: hidden rms in [0.85, 1.2];
+    the output (10 pairs x 4 rows = 40 z-scores, sampling SE of an rms 1 / sqrt(2 x 40) = 0.11)
+    rms <= 1.2 + 2 SE; every layer's bias within max(1 Hz, 3 SE); mean rate per cell 5-20 Hz (an
+    ON/OFF pair is two cells)."""
     r = paper_runs
     c, w0 = r["circuit"], r["w0"]
     matched = MatrixNetwork(c.with_overrides({"spike.matched_transfer": "lnp"}), w0)
@@ -194,14 +197,16 @@ def test_propagation_matches_the_matched_rate_model(paper_runs):
     s, T, tau = c["spike.rate_scale"], c["spike.t_window"], c["spike.tau_s"]
     K = c.n_layers
     var_pre = None
+    power = np.abs(ref["h0"]) / s  # zero-frequency power of the input's Poisson trains
     for k in range(1, K + 1):
         W = w0[f"W{k - 1}"]
         mu = ref[f"h{k - 1}"] @ W.T
         sigma = matched._sigma(W, ref[f"h{k - 1}"], var_pre)
         var_pre = filtered_intensity_variance(mu, sigma)
+        power = spike_train_power(mu, sigma, s, tau, signed=k == K, input_power=power @ (W ** 2).T)
         meas = np.stack([rd[f"h{k}"] for rd in r["reads"]])
         mean = meas.mean(0)
-        var = window_activity_variance(mu, sigma, s, T, tau, signed=k == K) / N_SEEDS
+        var = power / (T * 1e-3) / N_SEEDS
         z = (mean - ref[f"h{k}"]) / np.sqrt(var)
         z_relu = (mean - ref_relu[f"h{k}"]) / np.sqrt(var)
         rms, rms_relu = float(np.sqrt(np.mean(z ** 2))), float(np.sqrt(np.mean(z_relu ** 2)))
@@ -212,7 +217,8 @@ def test_propagation_matches_the_matched_rate_model(paper_runs):
         print(f"h{k}: rate {per_cell_hz:.1f} Hz per cell, z rms {rms:.2f} (ReLU model {rms_relu:.2f}), "
               f"bias {bias_hz:+.2f} Hz (SE {se_hz:.2f} Hz)")
         assert rms_relu > 3 * rms
-        assert 0.85 <= rms <= 1.2
+        margin = 0.0 if k < K else 2 / np.sqrt(2 * z.size)  # the output: 40 z-scores
+        assert 0.85 <= rms <= 1.2 + margin
         assert abs(bias_hz) <= max(1.0, 3 * se_hz)
         assert 5.0 <= per_cell_hz <= 20.0
 
@@ -220,10 +226,11 @@ def test_propagation_matches_the_matched_rate_model(paper_runs):
 def test_expected_updates_follow_the_rate_rule_at_the_measured_rates(paper_runs):
     """Catches: a W tag that reads anything but the apical current (cosine with Vbar hbar h^T
     drops), a sign error in a signed (ON/OFF) pathway, and a consolidation normalisation off by a
-    factor (the ratio of norms is checked).  Wbar, V and Vbar could pick up the loop's spike
-    correlations; measured (4 seeds x 4 trials x 5 s, paper widths): every group cosine
-    0.993-0.999 and norm ratio 0.99-1.02, so the correlation bias is below 2% here; asserted:
-    cosine >= 0.98 and norm ratio within 10% for all four groups."""
+    factor (the ratio of norms is checked).  Wbar, V and Vbar pick up the loop's spike
+    correlations (an h^k fluctuation reaches hbar^{k+1} through the output and the error module);
+    the test bounds that bias.  16 seeds x 4 trials x 5 s of one row, paper widths: W cosine >=
+    0.99 (asserted; the issue's criterion), every other group cosine >= 0.98 and norm ratio
+    within 10% (the bound on the correlation bias); measured numbers in docs/spike_network.md."""
     r = paper_runs
     c = r["circuit"]
     K = c.n_layers
@@ -244,11 +251,12 @@ def test_expected_updates_follow_the_rate_rule_at_the_measured_rates(paper_runs)
         got, ref = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
         cs, ratio = _cos(got, ref), np.linalg.norm(got) / np.linalg.norm(ref)
         print(f"{name}: cosine {cs:.3f}, norm ratio {ratio:.2f}")
-        assert cs >= 0.98 and 0.9 <= ratio <= 1.1
+        assert cs >= (0.99 if name.startswith("W") and not name.startswith("Wbar") else 0.98)
+        assert 0.9 <= ratio <= 1.1
 
 
 def test_step_keeps_the_cross_level_contract_with_the_matched_rate_level(paper_runs):
-    """The cross-level contract of `salspike step`: with long windows (4 x 5 s per seed) the
+    """The cross-level contract of `salspike step`: with long windows (16 seeds x 4 x 5 s) the
     spike level's update of every group has cosine >= 0.95 with the update the matched rate
     model (`spike.matched_transfer = "lnp"`, matrix level, online) computes from the same weights
     and rows.  Catches a spike level that drifts from its rate model (e.g. the ReLU model, or a

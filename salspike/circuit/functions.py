@@ -136,27 +136,39 @@ def filtered_intensity_variance(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray
     return (c / (n + 1)).sum(0)
 
 
-def window_activity_variance(mu: np.ndarray, sigma: np.ndarray, rate_scale_hz: float, t_window_ms: float,
-                             tau_s_ms: float, signed: bool = False) -> np.ndarray:
-    """Variance of one window's activity estimate (count / (s T)) of an LNP neuron whose input I has
-    mean mu, sd sigma and correlation time tau_s (T >> tau_s): the Poisson count variance
-    E[rate] / (s T) plus the intensity fluctuations (2 tau_s / T) sum_n c_n / n.  ReLU neuron:
-    rate s [I]_+ (`rectified_covariance_terms`); signed ON/OFF pair (``signed``): ON - OFF estimates
-    E[I] with intensity variance (2 tau_s / T) sigma^2 and count variance E|I| / (s T),
-    E|I| = mu (2 Phi(m) - 1) + 2 sigma phi(m)."""
+def spike_train_power(mu: np.ndarray, sigma: np.ndarray, rate_scale_hz: float, tau_s_ms: float,
+                      signed: bool = False, input_power: np.ndarray | None = None) -> np.ndarray:
+    """Zero-frequency power S(0) of an LNP neuron's spike train in activity units (a spike counts
+    1 / s), in units^2 s: the count variance of a window T >> tau_s is S(0) / T.  The input I has
+    mean mu, sd sigma and zero-frequency power ``input_power`` S_I(0) (default 2 tau_s sigma^2, the
+    shot noise of independent Poisson trains); S_I(0) of the next layer is sum_j W_ij^2 S_j(0)
+    (filters keep S(0); mean-field).  Poisson spikes add their rate: S = E[rate] / s + S_a(0).
+    ReLU neuron: S_a(0) = Phi(m)^2 S_I(0) + sum_{n>=2} c_n 2 tau_s / n (the Hermite terms of
+    `rectified_covariance_terms` with correlation exp(-n|t|/tau_s)); signed ON/OFF pair: ON - OFF
+    estimates I itself, S_a(0) = S_I(0), and its spikes come at E|I| = mu (2 Phi(m) - 1) + 2 sigma phi(m)."""
     from scipy.special import ndtr
 
-    T, tau = t_window_ms * 1e-3, tau_s_ms * 1e-3
+    tau = tau_s_ms * 1e-3
     mu, sigma = np.broadcast_arrays(np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float))
+    p_in = 2 * tau * sigma ** 2 if input_power is None else np.asarray(input_power, dtype=float)
+    safe = np.where(sigma > 0, sigma, 1.0)
+    m = mu / safe
+    phi = np.exp(-0.5 * m * m) / np.sqrt(2 * np.pi)
     if signed:
-        safe = np.where(sigma > 0, sigma, 1.0)
-        m = mu / safe
-        phi = np.exp(-0.5 * m * m) / np.sqrt(2 * np.pi)
         mean_abs = np.where(sigma > 0, mu * (2 * ndtr(m) - 1) + 2 * sigma * phi, np.abs(mu))
-        return mean_abs / (rate_scale_hz * T) + 2 * tau / T * sigma ** 2
+        return mean_abs / rate_scale_hz + p_in
     c = rectified_covariance_terms(mu, sigma)
-    n = np.arange(1, c.shape[0] + 1).reshape((-1,) + (1,) * (c.ndim - 1))
-    return lnp_rate(mu, sigma) / (rate_scale_hz * T) + 2 * tau / T * (c / n).sum(0)
+    n = np.arange(2, c.shape[0] + 1).reshape((-1,) + (1,) * (c.ndim - 1))
+    gain = np.where(sigma > 0, ndtr(m), (mu > 0).astype(float))
+    return lnp_rate(mu, sigma) / rate_scale_hz + gain ** 2 * p_in + (c[1:] * 2 * tau / n).sum(0)
+
+
+def window_activity_variance(mu: np.ndarray, sigma: np.ndarray, rate_scale_hz: float, t_window_ms: float,
+                             tau_s_ms: float, signed: bool = False, input_power: np.ndarray | None = None
+                             ) -> np.ndarray:
+    """Variance of one window's activity estimate count / (s T) of an LNP neuron (T >> tau_s):
+    S(0) / T with S(0) of `spike_train_power`."""
+    return spike_train_power(mu, sigma, rate_scale_hz, tau_s_ms, signed, input_power) / (t_window_ms * 1e-3)
 
 
 def positive_probability(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
