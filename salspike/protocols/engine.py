@@ -353,7 +353,8 @@ def write_figure(table: dict, stem: Path) -> list[Path]:
             draw_sketch(left.subplots(), sketch, title=f"{table['protocol']}: the circuit")
         kind.plot(panel, table)
         stamp(fig, f"{table['model']} ({table['level']} level)", table["seeds"], table.get("commit", ""))
-        return save_figure(fig, stem, FORMATS, dpi=130 if sketch else 150)  # the same pixels with the sketch
+        # about the same pixels whatever the width (a wide figure at full dpi is a large PNG)
+        return save_figure(fig, stem, FORMATS, dpi=int(130 * 9.6 / (width + 2.4)) if sketch else int(150 * 7.2 / width))
     finally:
         plt.close(fig)
 

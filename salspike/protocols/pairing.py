@@ -142,9 +142,9 @@ def paired_run(level, k: int, pre_trains: Sequence[np.ndarray], top_idx: np.ndar
         net.inject(f"h{k}", [j] * times.size, times)
     if note:
         note("stimulate", f"h{k}", range(len(pre_trains)))
-    new, acts = net.run_trials(np.zeros((1, d[0])), np.zeros((1, d[-1])))
+    acts = level.step(np.zeros((1, d[0])), np.zeros((1, d[-1])), online=True)  # a recorder or log sees the run
     post_spikes = float(np.abs(acts[f"h{k + 1}"]).sum() * c["spike.rate_scale"] * c["spike.t_window"] * 1e-3)
-    return np.array(new[name], dtype=np.float64) - w0, post_spikes
+    return np.array(level.weights[name], dtype=np.float64) - w0, post_spikes
 
 
 def run_pairing_file(path: str | Path, circuit: Circuit, out: str | Path, *, device: str = "runtime",
