@@ -127,3 +127,50 @@ def test_presentation_time_refuses_bad_files(repo_root, tmp_path):
         with pytest.raises(ConfigError, match=match) as err:
             load_protocol(bad)
         assert "\n" not in str(err.value)
+
+
+def test_instructive_sign_spike_level(repo_root, tmp_path):
+    """Decoder task at the spike level (16-20-2 circuit, inputs kept >= 0): the output's apical
+    current (window mean, recorded from the network) against its causal role y - yhat, read from
+    the output's ON - OFF spike counts and the target alone.
+
+    Limit case: at the output the apical input is the error itself (Vbar^{K-1} = I carries the
+    error population's spikes), so their signs agree far above chance, here in 30 ms windows.
+    Exact: with the apical input of every hidden neuron silenced, the first probe (before any
+    learning) is the intact circuit's spike for spike (same spike-train seed): the same loss and
+    the same output agreement; no hidden neuron is left to measure (NaN).
+    Catches: the error module's sign flipped (e = yhat - y: agreement far below chance); the
+    apical current reaching the soma (the perturbed probe differs)."""
+    path = spike_version(repo_root, tmp_path, "instructive_sign", {"seeds": "[0]"},
+                         {"trials": 10, "record_every": 10, "probe_trials": 12})
+    rows = run_protocol(path, "spike", tmp_path / "is", device="runtime")["rows"]
+    out = [r for r in rows if r["population"] == "h2"]
+    assert len(out) == 4 and all(r["sign_agreement"] > 0.75 and r["correlation"] > 0.6 for r in out), out
+    first = {r["apical_silenced"]: r for r in out if r["trial"] == 0}
+    assert first[1.0]["test_loss"] == first[0.0]["test_loss"]
+    assert first[1.0]["sign_agreement"] == first[0.0]["sign_agreement"]
+    assert all(np.isnan(r["sign_agreement"]) for r in rows if r["population"] == "h1" and r["apical_silenced"] == 1.0)
+    assert (tmp_path / "is" / "instructive_sign.nwb").is_file()
+
+
+def test_self_assembly_spike_level(repo_root, tmp_path):
+    """Lemma 1 at the spike level (8-6-5-3 circuit, the file's spike learning rates, only V and
+    Vbar decay): V's and Vbar's Hebbian tags are read from spikes, so D = Vbar^{k-1} - r V^kT decays
+    as (1 - gamma)^t in expectation: measured within spike noise of the closed form while it is
+    large; and the pair correlation rises from chance to clearly positive (the sign Lemma 1 fixes:
+    both rules grow with the same product of activities).
+    Catches: V's (or Vbar's) Hebbian factor with the wrong sign (D grows, the correlation turns
+    negative); the decay missing or different in one of the two groups (D off its closed form)."""
+    path = spike_version(repo_root, tmp_path, "self_assembly", {"seeds": "[0]"},
+                         {"trials": 40, "record_every": 40})
+    text = (repo_root / "protocols" / "self_assembly.toml").read_text()
+    extra = [ln for ln in text.split("[at.spike.set]")[1].splitlines() if ln.startswith(("eta =", "decay_groups ="))]
+    assert len(extra) == 2
+    with open(path, "a") as f:  # the bundled spike learning rates, into [at.spike.set]
+        f.write("\n".join(extra) + "\n")
+    rows = run_protocol(path, "spike", tmp_path / "sa", device="runtime")["rows"]
+    for r in rows:
+        assert abs(r["residual"] - r["residual_closed_form"]) < 0.05 * r["residual_closed_form"] + 0.02, r
+    first = [r for r in rows if r["layer"] == "Vbar0 vs V1^T" and r["trial"] == 0][0]
+    last = [r for r in rows if r["layer"] == "Vbar0 vs V1^T" and r["trial"] == 40][0]
+    assert abs(first["correlation"]) < 0.3 and last["correlation"] > 0.5, (first, last)
