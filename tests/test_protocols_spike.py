@@ -174,3 +174,22 @@ def test_self_assembly_spike_level(repo_root, tmp_path):
     first = [r for r in rows if r["layer"] == "Vbar0 vs V1^T" and r["trial"] == 0][0]
     last = [r for r in rows if r["layer"] == "Vbar0 vs V1^T" and r["trial"] == 40][0]
     assert abs(first["correlation"]) < 0.3 and last["correlation"] > 0.5, (first, last)
+
+
+def test_motif_spike_level(repo_root, tmp_path):
+    """The four-synapse motif at the spike level (16-20-20-2 decoder circuit, inputs kept >= 0,
+    every weight learning from spike counts in 30 ms windows; learning rates raised so that 40
+    trials suffice).  Sign fixed by Lemmas 1-2: from random weights (correlations near 0), the two
+    paths V^1 W^1T and Wbar^1 Vbar^1T between h^2 and hbar^1 become positively correlated, and so do
+    Vbar^0 and V^1T.
+    Catches: Wbar's heterosynaptic factor with the wrong sign (the feedback path grows against the
+    motif: negative correlation)."""
+    path = spike_version(repo_root, tmp_path, "motif", {"seeds": "[0]"},
+                         {"trials": 40, "record_every": 40, "test_trials": 10})
+    with open(path, "a") as f:  # into [at.spike.set]
+        f.write("eta = { W = 0.03, Wbar = 0.05, V = 0.05, Vbar = 0.05 }\n")
+    rows = run_protocol(path, "spike", tmp_path / "m", device="runtime")["rows"]
+    start = [r for r in rows if r["layer"] == 1 and r["trial"] == 0][0]
+    end = [r for r in rows if r["layer"] == 1 and r["trial"] == 40][0]
+    assert abs(start["motif_correlation"]) < 0.2 and abs(start["reciprocity"]) < 0.2, start
+    assert end["motif_correlation"] > 0.4 and end["reciprocity"] > 0.2, end
