@@ -10,6 +10,11 @@ apical factor is 0.  Closed form: the fraction of W rows that learn is 1 - f.  T
 read with pynwb and its spike trains are recounted in every trial's window: the counts equal
 the run's (its count monitors), and the table's activity ratio follows from them (that run is `salspike demo`'s:
 tests/test_demo.py).
+The learning-scale protocols whose measures are statistics (instructive_sign, self_assembly,
+motif) are checked against a limit case or a sign the theory fixes: the output's apical current
+is the error (its sign agrees with y - yhat from the output's spikes), the spared first probe of
+a perturbed circuit, Lemma 1's (1 - gamma)^t decay of the V/Vbar mismatch (in expectation), and
+positive correlations of the motif's paths.
 Each test names the mistakes it catches ("Catches:"), see docs/mutation_testing.md.
 """
 

@@ -9,7 +9,9 @@ connection Vbar^{k-1}_ij (hbar^k -> h^k).  Both rules are Hebbian on the same pa
 so with r = eta_Vbar / eta_V the difference D = Vbar^{k-1} - r (V^k)^T obeys D <- (1 - c) D:
 after t trials ||D_t|| = (1 - c)^t ||D_0|| (closed form) and the correlation over pairs of
 Vbar^{k-1} and (V^k)^T rises towards 1 - the anatomical prediction of reciprocal connections
-of matched strength.
+of matched strength.  At the spike level the two Hebbian terms are read from spikes (V's tag samples
+hbar's trace at h's spikes, Vbar's h's trace at hbar's spikes): the closed form holds in
+expectation, up to spike noise.
 """
 
 from __future__ import annotations

@@ -20,8 +20,11 @@ population fires exactly the same spikes as in the control, so the one-way predi
   k, upstream activity is unchanged but the apical factor Vbar hbar is 0, so W does not learn.
 * ``instructive_sign``: in a decoder task (two output groups reach (cos theta, sin theta)), the
   sign of each neuron's apical input u = Vbar^{k-1} hbar^k against its causal role
-  -dF/dh^k = (W^k)^T delta^{k+1}: chance from random feedback, rising with learning; 1 in the
-  output layer (u = the error) and under weight transport.
+  -dF/dh^k = (W^k)^T delta^{k+1} (delta^K from the target and the output alone): chance from
+  random feedback, rising with learning; 1 in the output layer (u = the error) and under weight
+  transport.  A second condition silences the apical input of a fraction of the hidden neurons
+  during learning.  At the spike level u is the network's apical current, recorded and averaged
+  over each probe trial's window, and the inputs keep their mean (rates >= 0).
 """
 
 from __future__ import annotations
