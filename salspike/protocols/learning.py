@@ -427,6 +427,7 @@ class InstructiveSign(Protocol):
             t = np.array([key[0] for key in sorted(st)])
             a2.errorbar(t, [st[(v,)][0] for v in t], yerr=[st[(v,)][1] for v in t], fmt="os"[j % 2] + "-",
                         color=OKABE_ITO[(0, 6)[j % 2]], ms=3, capsize=2,
-                        label="intact" if f == 0 else f"apical input of {f:g} of the hidden neurons silenced")
+                        label="intact" if f == 0 else "apical input of " + ("every hidden neuron" if f == 1 else
+                                                                    f"{f:.0%} of the hidden neurons") + " silenced")
         a2.set(xlabel="trials", ylabel="probe loss (mean squared error)", title="Learning the decoder")
         a2.legend(frameon=False, fontsize=6)
