@@ -273,6 +273,19 @@ def test_instructive_sign_rises_from_chance(short, tmp_path):
     assert all(r["sign_agreement"] == 1.0 for r in rows if r["apical_silenced"] == 0.0)
 
 
+def test_instructive_sign_refuses_a_fraction_outside_0_1(short):
+    """perturbed_fraction outside [0, 1], in the file or in an [at.LEVEL] table: one line naming the key."""
+    for value in ("1.5", "-0.1"):
+        path = short("instructive_sign", perturbed_fraction=value)
+        with pytest.raises(ConfigError, match=r"perturbed_fraction.*\[0, 1\]") as err:
+            load_protocol(path)
+        assert "\n" not in str(err.value)
+    path = short("instructive_sign")
+    open(path, "a").write("\n[at.rate]\nperturbed_fraction = 2.0\n")
+    with pytest.raises(ConfigError, match=r"perturbed_fraction"):
+        load_protocol(path)
+
+
 def test_motif_assembles(short, tmp_path):
     """The four-synapse motif: V^k W^kT and Wbar^k Vbar^kT (Lemma 2's condition) are uncorrelated
     from random weights and strongly correlated after learning the decoder task; with weight
