@@ -102,7 +102,7 @@ def test_per_level_keys(short, tmp_path):
 def test_levels_are_refused_in_one_line(capsys, tmp_path):
     """A protocol refuses a level where it is not meaningful: exit 2, one line naming the fix."""
     assert main(["protocol", "run", "pairing_window", "--level", "matrix", "--out", str(tmp_path / "a")]) == 2
-    assert main(["protocol", "run", "self_assembly", "--level", "spike", "--out", str(tmp_path / "b")]) == 2
+    assert main(["protocol", "run", "heterosynaptic", "--level", "spike", "--out", str(tmp_path / "b")]) == 2
     assert main(["protocol", "run", "apical_lesion", "--level", "matrix", "--device", "runtime", "--out",
                  str(tmp_path / "c")]) == 2
     assert main(["protocol", "run", "apical_lesion", "--level", "matrix", "--seeds", "0,x", "--out",
@@ -259,13 +259,31 @@ def test_instructive_sign_rises_from_chance(short, tmp_path):
     rows = run_protocol(path, "matrix", tmp_path / "is")["rows"]
     for r in by(rows, population="h2"):
         assert r["sign_agreement"] == 1.0 and r["correlation"] == pytest.approx(1.0)
-    start = np.mean([r["sign_agreement"] for r in by(rows, population="h1", trial=0)])
-    end = np.mean([r["sign_agreement"] for r in by(rows, population="h1", trial=300)])
+    start = np.mean([r["sign_agreement"] for r in by(rows, population="h1", trial=0, apical_silenced=0.0)])
+    end = np.mean([r["sign_agreement"] for r in by(rows, population="h1", trial=300, apical_silenced=0.0)])
     assert abs(start - 0.5) < 0.15 and end > 0.65, (start, end)
+    # every hidden neuron's apical input silenced: none left to measure, and the decoder is learned worse
+    assert all(np.isnan(r["sign_agreement"]) for r in by(rows, population="h1", apical_silenced=1.0))
+    for seed in (0, 1):
+        lost = {f: by(rows, population="h2", trial=300, seed=seed, apical_silenced=f)[0]["test_loss"] for f in (0.0, 1.0)}
+        assert lost[1.0] > 2 * lost[0.0], lost
     bp = tmp_path / "bp.toml"
-    bp.write_text(open(path).read() + '\nalgorithm = "bp"\ndownstream_ratio = 1.0\n')
+    bp.write_text(open(path).read().replace("\n[set]\n", '\n[set]\nalgorithm = "bp"\ndownstream_ratio = 1.0\n'))
     rows = run_protocol(str(bp), "matrix", tmp_path / "bp")["rows"]
-    assert all(r["sign_agreement"] == 1.0 for r in rows)
+    assert all(r["sign_agreement"] == 1.0 for r in rows if r["apical_silenced"] == 0.0)
+
+
+def test_instructive_sign_refuses_a_fraction_outside_0_1(short):
+    """perturbed_fraction outside [0, 1], in the file or in an [at.LEVEL] table: one line naming the key."""
+    for value in ("1.5", "-0.1"):
+        path = short("instructive_sign", perturbed_fraction=value)
+        with pytest.raises(ConfigError, match=r"perturbed_fraction.*\[0, 1\]") as err:
+            load_protocol(path)
+        assert "\n" not in str(err.value)
+    path = short("instructive_sign")
+    open(path, "a").write("\n[at.rate]\nperturbed_fraction = 2.0\n")
+    with pytest.raises(ConfigError, match=r"perturbed_fraction"):
+        load_protocol(path)
 
 
 def test_motif_assembles(short, tmp_path):
@@ -279,6 +297,6 @@ def test_motif_assembles(short, tmp_path):
     assert abs(start["motif_correlation"]) < 0.3 and end["motif_correlation"] > 0.6, (start, end)
     assert end["loss"] < 0.5 * start["loss"]
     bp = tmp_path / "bp.toml"
-    bp.write_text(open(path).read() + '\nalgorithm = "bp"\ndownstream_ratio = 1.0\n')
+    bp.write_text(open(path).read().replace("\n[set]\n", '\n[set]\nalgorithm = "bp"\ndownstream_ratio = 1.0\n'))
     for r in run_protocol(str(bp), "matrix", tmp_path / "bp")["rows"]:
         assert r["motif_correlation"] == pytest.approx(1.0, abs=1e-12) and r["reciprocity"] == pytest.approx(1.0)

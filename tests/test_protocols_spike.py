@@ -13,6 +13,12 @@ tests/test_demo.py).
 Synapse scale (heterosynaptic, rate_dependence): exact decay-only changes where a synapse has no
 presynaptic spike or no apical current; elsewhere the closed form within the predicted Poisson
 spike noise; mirrored apical drives leave every spike in place and flip every change.
+
+The learning-scale protocols whose measures are statistics (instructive_sign, self_assembly,
+motif) are checked against a limit case or a sign the theory fixes: the output's apical current
+is the error (its sign agrees with y - yhat from the output's spikes), the spared first probe of
+a perturbed circuit, Lemma 1's (1 - gamma)^t decay of the V/Vbar mismatch (in expectation), and
+positive correlations of the motif's paths.
 Each test names the mistakes it catches ("Catches:"), see docs/mutation_testing.md.
 """
 
@@ -254,3 +260,68 @@ def test_rate_dependence_refuses_bad_spike_settings(repo_root, tmp_path):
     with pytest.raises(ConfigError, match=r"firing rates and must be >= 0") as err:
         run_protocol(bad, "spike", tmp_path / "out", device="runtime")
     assert "\n" not in str(err.value)
+
+def test_instructive_sign_spike_level(repo_root, tmp_path):
+    """Decoder task at the spike level (16-20-2 circuit, inputs kept >= 0): the output's apical
+    current (window mean, recorded from the network) against its causal role y - yhat, read from
+    the output's ON - OFF spike counts and the target alone.
+
+    Limit case: at the output the apical input is the error itself (Vbar^{K-1} = I carries the
+    error population's spikes), so their signs agree far above chance, here in 30 ms windows.
+    Exact: with the apical input of every hidden neuron silenced, the first probe (before any
+    learning) is the intact circuit's spike for spike (same spike-train seed): the same loss and
+    the same output agreement; no hidden neuron is left to measure (NaN).
+    Catches: the error module's sign flipped (e = yhat - y: agreement far below chance); the
+    apical current reaching the soma (the perturbed probe differs)."""
+    path = spike_version(repo_root, tmp_path, "instructive_sign", {"seeds": "[0]"},
+                         {"trials": 10, "record_every": 10, "probe_trials": 12})
+    rows = run_protocol(path, "spike", tmp_path / "is", device="runtime")["rows"]
+    out = [r for r in rows if r["population"] == "h2"]
+    assert len(out) == 4 and all(r["sign_agreement"] > 0.75 and r["correlation"] > 0.6 for r in out), out
+    first = {r["apical_silenced"]: r for r in out if r["trial"] == 0}
+    assert first[1.0]["test_loss"] == first[0.0]["test_loss"]
+    assert first[1.0]["sign_agreement"] == first[0.0]["sign_agreement"]
+    assert all(np.isnan(r["sign_agreement"]) for r in rows if r["population"] == "h1" and r["apical_silenced"] == 1.0)
+    assert (tmp_path / "is" / "instructive_sign.nwb").is_file()
+
+
+def test_self_assembly_spike_level(repo_root, tmp_path):
+    """Lemma 1 at the spike level (8-6-5-3 circuit, the file's spike learning rates, only V and
+    Vbar decay): V's and Vbar's Hebbian tags are read from spikes, so D = Vbar^{k-1} - r V^kT decays
+    as (1 - gamma)^t in expectation: measured within spike noise of the closed form while it is
+    large; and the pair correlation rises from chance to clearly positive (the sign Lemma 1 fixes:
+    both rules grow with the same product of activities).
+    Catches: V's (or Vbar's) Hebbian factor with the wrong sign (D grows, the correlation turns
+    negative); the decay missing or different in one of the two groups (D off its closed form)."""
+    path = spike_version(repo_root, tmp_path, "self_assembly", {"seeds": "[0]"},
+                         {"trials": 40, "record_every": 40})
+    text = (repo_root / "protocols" / "self_assembly.toml").read_text()
+    extra = [ln for ln in text.split("[at.spike.set]")[1].splitlines() if ln.startswith(("eta =", "decay_groups ="))]
+    assert len(extra) == 2
+    with open(path, "a") as f:  # the bundled spike learning rates, into [at.spike.set]
+        f.write("\n".join(extra) + "\n")
+    rows = run_protocol(path, "spike", tmp_path / "sa", device="runtime")["rows"]
+    for r in rows:
+        assert abs(r["residual"] - r["residual_closed_form"]) < 0.05 * r["residual_closed_form"] + 0.02, r
+    first = [r for r in rows if r["layer"] == "Vbar0 vs V1^T" and r["trial"] == 0][0]
+    last = [r for r in rows if r["layer"] == "Vbar0 vs V1^T" and r["trial"] == 40][0]
+    assert abs(first["correlation"]) < 0.3 and last["correlation"] > 0.5, (first, last)
+
+
+def test_motif_spike_level(repo_root, tmp_path):
+    """The four-synapse motif at the spike level (16-20-20-2 decoder circuit, inputs kept >= 0,
+    every weight learning from spike counts in 30 ms windows; learning rates raised so that 40
+    trials suffice).  Sign fixed by Lemmas 1-2: from random weights (correlations near 0), the two
+    paths V^1 W^1T and Wbar^1 Vbar^1T between h^2 and hbar^1 become positively correlated, and so do
+    Vbar^0 and V^1T.
+    Catches: Wbar's heterosynaptic factor with the wrong sign (the feedback path grows against the
+    motif: negative correlation)."""
+    path = spike_version(repo_root, tmp_path, "motif", {"seeds": "[0]"},
+                         {"trials": 40, "record_every": 40, "test_trials": 10})
+    with open(path, "a") as f:  # into [at.spike.set]
+        f.write("eta = { W = 0.03, Wbar = 0.05, V = 0.05, Vbar = 0.05 }\n")
+    rows = run_protocol(path, "spike", tmp_path / "m", device="runtime")["rows"]
+    start = [r for r in rows if r["layer"] == 1 and r["trial"] == 0][0]
+    end = [r for r in rows if r["layer"] == 1 and r["trial"] == 40][0]
+    assert abs(start["motif_correlation"]) < 0.2 and abs(start["reciprocity"]) < 0.2, start
+    assert end["motif_correlation"] > 0.4 and end["reciprocity"] > 0.2, end

@@ -9,7 +9,9 @@ connection Vbar^{k-1}_ij (hbar^k -> h^k).  Both rules are Hebbian on the same pa
 so with r = eta_Vbar / eta_V the difference D = Vbar^{k-1} - r (V^k)^T obeys D <- (1 - c) D:
 after t trials ||D_t|| = (1 - c)^t ||D_0|| (closed form) and the correlation over pairs of
 Vbar^{k-1} and (V^k)^T rises towards 1 - the anatomical prediction of reciprocal connections
-of matched strength.
+of matched strength.  At the spike level the two Hebbian terms are read from spikes (V's tag samples
+hbar's trace at h's spikes, Vbar's h's trace at hbar's spikes): the closed form holds in
+expectation, up to spike noise.
 """
 
 from __future__ import annotations
@@ -18,14 +20,9 @@ import numpy as np
 
 from ..circuit import algorithm_plan
 from ..errors import ConfigError
-from .engine import Protocol, group_stats, register_protocol
+from .engine import Protocol, correlation, group_stats, register_protocol
 
 __all__ = ["SelfAssembly", "Motif"]
-
-
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
-    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
 @register_protocol("self_assembly")
@@ -66,7 +63,7 @@ class SelfAssembly(Protocol):
                     d0 = d0 or {k: float(np.linalg.norm(v)) for k, v in diffs.items()}
                     for k in range(1, K):
                         rows.append({"seed": seed, "trial": t, "layer": f"Vbar{k - 1} vs V{k}^T",
-                                     "correlation": _corr(np.asarray(w[f"Vbar{k - 1}"]), np.asarray(w[f"V{k}"]).T),
+                                     "correlation": correlation(np.asarray(w[f"Vbar{k - 1}"]), np.asarray(w[f"V{k}"]).T),
                                      "residual": float(np.linalg.norm(diffs[k])) / d0[k],
                                      "residual_closed_form": (1.0 - coef) ** t if exact else float("nan")})
                     if t >= self.p["trials"]:
@@ -78,7 +75,10 @@ class SelfAssembly(Protocol):
                 "correlation": "Pearson correlation over all pairs of Vbar^{k-1} and (V^k)^T",
                 "residual": "||Vbar^{k-1} - r V^kT||_F / its initial value, r = eta_Vbar / eta_V",
                 "residual_closed_form": "(1 - c)^trial, c the decay coefficient (NaN when the rules' signals or "
-                                        "decays differ: no closed form)",
+                                        "decays differ: no closed form)" + (
+                    "; at the spike level it holds in expectation only: V's tag samples hbar's trace at h's "
+                    "spikes, Vbar's h's trace at hbar's spikes, so the two Hebbian terms differ by spike noise"
+                    if s.level_name == "spike" else ""),
                 "r": r, "decay_coefficient": coef, "init_gains": {g: c[f"init.{g}"] for g in ("V", "Vbar")}}
         return rows, meta
 
@@ -116,15 +116,17 @@ class SelfAssembly(Protocol):
 class Motif(Protocol):
     SUMMARY = "the four-synapse motif after learning: V W^T against Wbar Vbar^T, and Vbar against V^T (Lemmas 1-2)"
     LEVELS = ("matrix", "rate", "spike")
-    KEYS = {"record_every": (int, 250, "trials between two snapshots of the weights")}
+    KEYS = {"record_every": (int, 250, "trials between two snapshots of the weights"),
+            "test_trials": (int, 100, "held-out trials for the loss")}
     READS = ("W", "Wbar", "V", "Vbar", "output")
     COLUMNS = {"seed": "-", "trial": "trials", "layer": "-", "motif_correlation": "", "reciprocity": "",
                "loss": ""}
 
     @classmethod
     def check(cls, p, src):
-        if p["record_every"] < 1:
-            raise ConfigError(f"{src}: key 'record_every' must be positive, got {p['record_every']}")
+        for key in ("record_every", "test_trials"):
+            if p[key] < 1:
+                raise ConfigError(f"{src}: key '{key}' must be positive, got {p[key]}")
 
     def run(self, s):
         from .learning import orientation_task
@@ -136,8 +138,8 @@ class Motif(Protocol):
                               "(output_width = 2 in [set])")
         rows = []
         for seed in self.p["seeds"]:
-            x, y = orientation_task(seed, self.p["trials"], d[0])
-            xt, yt = orientation_task(seed, 100, d[0], stream=1)
+            x, y = orientation_task(seed, self.p["trials"], d[0], rates=s.rates)
+            xt, yt = orientation_task(seed, self.p["test_trials"], d[0], stream=1, rates=s.rates)
             with s.level(seed) as lv:
                 t = 0
                 while True:
@@ -146,8 +148,8 @@ class Motif(Protocol):
                     for k in range(1, K):
                         vbar_k = w.get(f"Vbar{k}", np.eye(d[k + 1]))  # Vbar^{K-1}: the fixed identity
                         rows.append({"seed": seed, "trial": t, "layer": k,
-                                     "motif_correlation": _corr(w[f"V{k}"] @ w[f"W{k}"].T, w[f"Wbar{k}"] @ vbar_k.T),
-                                     "reciprocity": _corr(w[f"Vbar{k - 1}"], w[f"V{k}"].T), "loss": loss})
+                                     "motif_correlation": correlation(w[f"V{k}"] @ w[f"W{k}"].T, w[f"Wbar{k}"] @ vbar_k.T),
+                                     "reciprocity": correlation(w[f"Vbar{k - 1}"], w[f"V{k}"].T), "loss": loss})
                     if t >= self.p["trials"]:
                         break
                     n = min(self.p["record_every"], self.p["trials"] - t)
@@ -158,8 +160,10 @@ class Motif(Protocol):
                 "motif_correlation": "Pearson correlation over entries of V^k (W^k)^T and Wbar^k (Vbar^k)^T "
                                      "(dbar_k x d_{k+1}; their proportionality is the condition of the paper's Lemma 2)",
                 "reciprocity": "correlation of Vbar^{k-1} and (V^k)^T (Lemma 1)",
-                "loss": "mean squared error on 100 held-out trials",
-                "task": "the decoder task of instructive_sign"}
+                "loss": f"mean squared error on {self.p['test_trials']} held-out trials"
+                        + (" (output ON - OFF spike counts)" if s.level_name == "spike" else ""),
+                "task": "the decoder task of instructive_sign" + (" (inputs keep their mean: rates >= 0)"
+                                                                  if s.rates else "")}
         return rows, meta
 
     @staticmethod

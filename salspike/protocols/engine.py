@@ -39,7 +39,7 @@ from . import schema
 from .hooklog import HookLog
 
 __all__ = ["Protocol", "PROTOCOLS", "register_protocol", "load_protocol", "run_protocol", "Session",
-           "list_protocols", "figure_from_folder", "LEVEL_NAMES"]
+           "list_protocols", "figure_from_folder", "LEVEL_NAMES", "correlation"]
 
 LEVEL_NAMES = ("matrix", "rate", "spike")
 #: kind name -> Protocol subclass, filled by `register_protocol`
@@ -212,9 +212,16 @@ class Session:
         d = self.base.widths
         teacher = np.random.default_rng([int(seed), 7]).standard_normal((d[-1], d[0]))
         x = np.random.default_rng([int(seed), 11, stream]).standard_normal((n, d[0])) / np.sqrt(d[0])
-        if self.level_name == "spike":
+        if self.rates:
             x = np.abs(x)
         return x, x @ teacher.T
+
+    @property
+    def rates(self) -> bool:
+        """True when the session's level encodes inputs as firing rates (every input >= 0)."""
+        from ..levels import get_level
+
+        return get_level(self.level_name).INPUTS_ARE_RATES
 
     @staticmethod
     def train(level, x, y) -> dict[str, np.ndarray]:
@@ -384,6 +391,13 @@ def group_stats(rows: list[dict], by: tuple[str, ...], column: str) -> dict[tupl
         a = np.asarray(vals)
         out[key] = (float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0, int(a.size))
     return out
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two arrays over their entries (NaN when one of them is constant)."""
+    a, b = np.ravel(a) - np.mean(a), np.ravel(b) - np.mean(b)
+    norm = (a @ a) * (b @ b)
+    return float(a @ b / np.sqrt(norm)) if norm > 0 else float("nan")
 
 
 def relative(value: float, control: float) -> float:

@@ -20,8 +20,11 @@ population fires exactly the same spikes as in the control, so the one-way predi
   k, upstream activity is unchanged but the apical factor Vbar hbar is 0, so W does not learn.
 * ``instructive_sign``: in a decoder task (two output groups reach (cos theta, sin theta)), the
   sign of each neuron's apical input u = Vbar^{k-1} hbar^k against its causal role
-  -dF/dh^k = (W^k)^T delta^{k+1}: chance from random feedback, rising with learning; 1 in the
-  output layer (u = the error) and under weight transport.
+  -dF/dh^k = (W^k)^T delta^{k+1} (delta^K from the target and the output alone): chance from
+  random feedback, rising with learning; 1 in the output layer (u = the error) and under weight
+  transport.  A second condition silences the apical input of a fraction of the hidden neurons
+  during learning.  At the spike level u is the network's apical current, recorded and averaged
+  over each probe trial's window, and the inputs keep their mean (rates >= 0).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 from ..circuit import GROUPS
 from ..errors import ConfigError
 from . import schema
-from .engine import Protocol, group_stats, register_protocol, relative
+from .engine import Protocol, correlation, group_stats, register_protocol, relative
 
 __all__ = ["ApicalLesion", "AreaSilencing", "InstructiveSign", "orientation_task"]
 
@@ -261,15 +264,43 @@ class AreaSilencing(Protocol):
         axes[0].legend(frameon=False, fontsize=6)
 
 
-def orientation_task(seed: int, n: int, d_in: int, stream: int = 0, kappa: float = 2.0):
+def orientation_task(seed: int, n: int, d_in: int, stream: int = 0, kappa: float = 2.0, rates: bool = False):
     """A decoder task: a random orientation theta per trial, encoded by d_in input neurons with
     von Mises tuning exp(kappa (cos(theta - phi_j) - 1)) (preferred phi_j evenly spaced, population
-    mean removed), and the target to reach y = (cos theta, sin theta) for the two output groups."""
+    mean removed, or kept with ``rates``: inputs that are firing rates, >= 0), and the target to
+    reach y = (cos theta, sin theta) for the two output groups."""
     theta = np.random.default_rng([int(seed), 17, stream]).uniform(0, 2 * np.pi, n)
     phi = np.linspace(0, 2 * np.pi, d_in, endpoint=False)
     x = np.exp(kappa * (np.cos(theta[:, None] - phi[None, :]) - 1))
-    x -= x.mean(axis=1, keepdims=True)
+    if not rates:
+        x -= x.mean(axis=1, keepdims=True)
     return x / np.sqrt(d_in) * 2, np.stack([np.cos(theta), np.sin(theta)], axis=1)
+
+
+def window_means(recording: dict, n: int, settle_ms: float, trial_ms: float) -> np.ndarray:
+    """(n, width) mean of a recorded state variable over each trial's window, from a level's
+    recording of one call of n trials (``t`` in ms, its first sample the call's start; ``values``
+    (samples, width)); the window is [settle, trial) of each trial, as for the spike counts."""
+    t, v = np.asarray(recording["t"], dtype=np.float64), np.asarray(recording["values"], dtype=np.float64)
+    rel = t - t[0]
+    m = np.floor(rel / trial_ms + 1e-9).astype(int)
+    inside = (rel - m * trial_ms >= settle_ms - 1e-9) & (m < n)
+    out = np.zeros((n, v.shape[1]))
+    counts = np.bincount(m[inside], minlength=n)
+    if np.any(counts == 0):
+        raise ValueError(f"window_means: a trial's window holds no samples ({n} trials, {t.size} samples)")
+    np.add.at(out, m[inside], v[inside])
+    return out / counts[:, None]
+
+
+def output_error(loss: str, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """-dF/dh^K, the output's causal role, from the target and the output activity alone:
+    y - h^K (mean squared error) or y - softmax(h^K) (cross-entropy)."""
+    out = np.asarray(out, dtype=np.float64)
+    if loss == "cross_entropy":
+        e = np.exp(out - out.max(axis=1, keepdims=True))
+        return y - e / e.sum(axis=1, keepdims=True)
+    return y - out
 
 
 @register_protocol("instructive_sign")
@@ -277,16 +308,33 @@ class InstructiveSign(Protocol):
     SUMMARY = "sign of each neuron's apical input vs its causal role in the output (Francioni et al. 2026 analogue)"
     LEVELS = ("matrix", "rate", "spike")
     KEYS = {"record_every": (int, 50, "trials between two measurements"),
-            "probe_trials": (int, 50, "trials (plasticity frozen) on which the signs are measured")}
+            "probe_trials": (int, 50, "trials (plasticity frozen) on which the signs are measured"),
+            "perturbed_fraction": (float, 0.0, "a second condition: the apical input of this seeded random "
+                                               "fraction of every hidden area silenced during learning (0: none)")}
     READS = ("Vbar", "output")
-    COLUMNS = {"seed": "-", "trial": "trials", "population": "-", "sign_agreement": "", "correlation": "",
-               "test_loss": ""}
+    COLUMNS = {"seed": "-", "apical_silenced": "", "trial": "trials", "population": "-", "sign_agreement": "",
+               "correlation": "", "test_loss": ""}
 
     @classmethod
     def check(cls, p, src):
         for key in ("record_every", "probe_trials"):
             if p[key] < 1:
                 raise ConfigError(f"{src}: key '{key}' must be positive, got {p[key]}")
+        if not 0.0 <= p["perturbed_fraction"] <= 1.0:
+            raise ConfigError(f"{src}: key 'perturbed_fraction' must be in [0, 1], got {p['perturbed_fraction']}")
+
+    @staticmethod
+    def _apical_inputs(s, lv, keys, act, w, n) -> dict[int, np.ndarray]:
+        """u^k of every h^k, (n, d_k): at the spike level the network's apical current averaged
+        over each probe trial's window; elsewhere Vbar^{k-1} hbar^k (hbar^K at the output)."""
+        c = s.base
+        if keys:
+            settle = float(c["spike.t_settle"])
+            return {k: window_means(lv.recordings[key], n, settle, settle + float(c["spike.t_window"]))
+                    for k, key in keys.items()}
+        K = c.n_layers
+        return {k: np.asarray(act[f"hbar{k}"]) if k == K else np.asarray(act[f"hbar{k}"]) @ w[f"Vbar{k - 1}"].T
+                for k in range(1, K + 1)}
 
     def run(self, s):
         from ..metrics import bp_deltas
@@ -295,44 +343,64 @@ class InstructiveSign(Protocol):
         K, d = c.n_layers, c.widths
         if d[-1] != 2:
             raise ConfigError(f"{self.p['source']}: the decoder task has two output groups: set output_width = 2 in [set]")
+        fractions = [0.0] + ([self.p["perturbed_fraction"]] if self.p["perturbed_fraction"] > 0 else [])
         rows = []
         for seed in self.p["seeds"]:
-            x, y = orientation_task(seed, self.p["trials"], d[0])
-            xp, yp = orientation_task(seed, self.p["probe_trials"], d[0], stream=1)
-            with s.level(seed) as lv:
-                t = 0
-                while True:
-                    for g in GROUPS:
-                        lv.freeze(g)
-                    act = s.train(lv, xp, yp)  # the activities the level itself runs, no plasticity
-                    for g in GROUPS:
-                        lv.unfreeze(g)
-                    w = _copy(lv.weights)
-                    loss = _mse(act[f"h{K}"], yp)
-                    delta = bp_deltas(w, act, c["upstream_nonlinearity"])
-                    for k in range(1, K + 1):
-                        hbar = np.asarray(act[f"hbar{k}"])
-                        u = hbar if k == K else hbar @ w[f"Vbar{k - 1}"].T  # apical input of h^k
-                        role = delta[K] if k == K else delta[k + 1] @ w[f"W{k}"]  # -dF/dh^k: causal role
-                        live = (np.abs(role) > 1e-12) & (np.abs(u) > 1e-12)
-                        agree = float(np.mean(np.sign(u[live]) == np.sign(role[live]))) if live.any() else float("nan")
-                        cu, cr = u.ravel() - u.mean(), role.ravel() - role.mean()
-                        corr = float(cu @ cr / np.sqrt((cu @ cu) * (cr @ cr))) if (cu @ cu) * (cr @ cr) > 0 else float("nan")
-                        rows.append({"seed": seed, "trial": t, "population": f"h{k}", "sign_agreement": agree,
-                                     "correlation": corr, "test_loss": loss})
-                    if t >= self.p["trials"]:
-                        break
-                    n = min(self.p["record_every"], self.p["trials"] - t)
-                    s.train(lv, x[t:t + n], y[t:t + n])
-                    t += n
-        meta = {"task": "decoder: von Mises population code of an orientation theta in h0; the two output groups "
-                        "must reach (cos theta, sin theta)",
-                "apical_input": "u = Vbar^{k-1} hbar^k of each neuron of h^k (the output's: the error itself)",
-                "causal_role": "-dF/dh^k = (W^k)^T delta^{k+1}: how raising the neuron's activity moves the output "
-                               "towards the target",
-                "sign_agreement": "fraction of (probe trial, neuron) pairs where sign(u) = sign(causal role); 0.5: chance",
-                "correlation": "Pearson correlation of u and the causal role over probe trials and neurons",
-                "perturbation": "silencing the apical input during learning: protocol apical_lesion"}
+            x, y = orientation_task(seed, self.p["trials"], d[0], rates=s.rates)
+            xp, yp = orientation_task(seed, self.p["probe_trials"], d[0], stream=1, rates=s.rates)
+            order = {k: np.random.default_rng([seed, 13, k]).permutation(d[k]) for k in range(1, K)}
+            for f in fractions:
+                silenced = {k: order[k][:int(round(f * d[k]))] for k in range(1, K)}
+                label = "intact" if f == 0 else f"apical input of {f:g} of every hidden area silenced"
+                with s.level(seed, condition=label) as lv:
+                    for k, idx in silenced.items():
+                        if idx.size:
+                            lv.silence_apical(f"h{k}", idx)
+                    keys = ({k: lv.record(f"h{k}", "apical") for k in range(1, K + 1)}
+                            if s.level_name == "spike" else {})
+                    t = 0
+                    while True:
+                        for g in GROUPS:
+                            lv.freeze(g)
+                        act = s.train(lv, xp, yp)  # the activities the level itself runs, no plasticity
+                        for g in GROUPS:
+                            lv.unfreeze(g)
+                        w = _copy(lv.weights)
+                        loss = _mse(act[f"h{K}"], yp)
+                        # the causal role from the target and the output alone (not from the error module)
+                        delta = bp_deltas(w, {**act, f"hbar{K}": output_error(c["loss"], yp, act[f"h{K}"])},
+                                          c["upstream_nonlinearity"])
+                        apical = self._apical_inputs(s, lv, keys, act, w, len(xp))
+                        for k in range(1, K + 1):
+                            u = apical[k].copy()
+                            if k < K:
+                                u[:, silenced[k]] = 0.0  # no apical input reaches them
+                            role = delta[K] if k == K else delta[k + 1] @ w[f"W{k}"]  # -dF/dh^k: causal role
+                            live = (np.abs(role) > 1e-12) & (np.abs(u) > 1e-12)
+                            agree = (float(np.mean(np.sign(u[live]) == np.sign(role[live]))) if live.any()
+                                     else float("nan"))
+                            corr = correlation(u[live], role[live]) if live.sum() > 1 else float("nan")
+                            rows.append({"seed": seed, "apical_silenced": f, "trial": t, "population": f"h{k}",
+                                         "sign_agreement": agree, "correlation": corr, "test_loss": loss})
+                        if t >= self.p["trials"]:
+                            break
+                        n = min(self.p["record_every"], self.p["trials"] - t)
+                        s.train(lv, x[t:t + n], y[t:t + n])
+                        t += n
+        meta = {"task": "decoder: von Mises population code of an orientation theta in h0 (mean removed; at the "
+                        "spike level kept: rates >= 0); the two output groups must reach (cos theta, sin theta)",
+                "apical_input": ("the apical current I_ap of each neuron of h^k, averaged over each probe trial's "
+                                 "window (recorded from the network)" if s.level_name == "spike" else
+                                 "u = Vbar^{k-1} hbar^k of each neuron of h^k (the output's: the error itself)"),
+                "causal_role": "-dF/dh^k = (W^k)^T delta^{k+1}, delta^K = y - h^K from the target and the output "
+                               "(at the spike level: output ON - OFF counts): how raising the neuron's activity moves "
+                               "the output towards the target",
+                "sign_agreement": "fraction of (probe trial, neuron) pairs where sign(u) = sign(causal role), over "
+                                  "pairs where both are non-zero; 0.5: chance",
+                "correlation": "Pearson correlation of u and the causal role over the same pairs",
+                "apical_silenced": "fraction of every hidden area whose apical input is silenced during learning "
+                                   "and probes (seeded random subset; their pairs are left out of the agreement)",
+                "test_loss": "mean squared error of the output on the probe trials"}
         return rows, meta
 
     @staticmethod
@@ -341,9 +409,10 @@ class InstructiveSign(Protocol):
 
         rows = table["rows"]
         a1, a2 = fig.subplots(1, 2)
-        pops = sorted({r["population"] for r in rows})
+        intact = [r for r in rows if not r.get("apical_silenced")]  # tables before the perturbation: intact only
+        pops = sorted({r["population"] for r in intact})
         for i, pop in enumerate(pops):
-            sub = [r for r in rows if r["population"] == pop]
+            sub = [r for r in intact if r["population"] == pop]
             color = OKABE_ITO[(5, 6, 3, 7)[i % 4]]
             st = group_stats(sub, ("trial",), "sign_agreement")
             t = np.array([key[0] for key in sorted(st)])
@@ -353,10 +422,15 @@ class InstructiveSign(Protocol):
             a1.fill_between(t, np.clip(m - sd, 0, 1), np.clip(m + sd, 0, 1), color=color, alpha=0.25, lw=0)
         a1.axhline(0.5, color="0.5", ls=":", lw=0.8, label="chance")
         a1.set(xlabel="trials", ylabel="sign agreement: apical input vs causal role", ylim=(0.3, 1.02),
-               title="Instructive signal sign (mean +- sd over seeds)")
+               title="Instructive signal sign, intact (mean +- sd over seeds)")
         a1.legend(frameon=False, fontsize=6)
-        st = group_stats([r for r in rows if r["population"] == pops[0]], ("trial",), "test_loss")
-        t = np.array([key[0] for key in sorted(st)])
-        a2.errorbar(t, [st[(v,)][0] for v in t], yerr=[st[(v,)][1] for v in t], fmt="o-", color=OKABE_ITO[0], ms=3,
-                    capsize=2)
+        for j, f in enumerate(sorted({r.get("apical_silenced") or 0.0 for r in rows})):
+            sub = [r for r in rows if (r.get("apical_silenced") or 0.0) == f and r["population"] == pops[0]]
+            st = group_stats(sub, ("trial",), "test_loss")
+            t = np.array([key[0] for key in sorted(st)])
+            a2.errorbar(t, [st[(v,)][0] for v in t], yerr=[st[(v,)][1] for v in t], fmt="os"[j % 2] + "-",
+                        color=OKABE_ITO[(0, 6)[j % 2]], ms=3, capsize=2,
+                        label="intact" if f == 0 else "apical input of " + ("every hidden neuron" if f == 1 else
+                                                                    f"{f:.0%} of the hidden neurons") + " silenced")
         a2.set(xlabel="trials", ylabel="probe loss (mean squared error)", title="Learning the decoder")
+        a2.legend(frameon=False, fontsize=6)
