@@ -102,7 +102,7 @@ def test_per_level_keys(short, tmp_path):
 def test_levels_are_refused_in_one_line(capsys, tmp_path):
     """A protocol refuses a level where it is not meaningful: exit 2, one line naming the fix."""
     assert main(["protocol", "run", "pairing_window", "--level", "matrix", "--out", str(tmp_path / "a")]) == 2
-    assert main(["protocol", "run", "heterosynaptic", "--level", "spike", "--out", str(tmp_path / "b")]) == 2
+    assert main(["protocol", "run", "short_term_modulation", "--level", "spike", "--out", str(tmp_path / "b")]) == 2
     assert main(["protocol", "run", "apical_lesion", "--level", "matrix", "--device", "runtime", "--out",
                  str(tmp_path / "c")]) == 2
     assert main(["protocol", "run", "apical_lesion", "--level", "matrix", "--seeds", "0,x", "--out",

@@ -32,7 +32,7 @@ import pytest
 from salspike.protocols import run_protocol
 
 #: windows of the tests: 10 ms settling, 30 ms window, 1 ms steps, 100 Hz per unit
-SHORT_SPIKE = "[at.spike.set]\nspike = { t_settle = 10.0, t_window = 30.0, rate_scale = 100.0, dt = 1.0 }\n"
+SHORT_SPIKE = "[at.spike.set]\nspike = { t_settle = 10.0, t_window = 30.0, rate_scale = 100.0, dt = 1.0, tau_readout = 20.0 }\n"
 
 
 def spike_version(repo_root, tmp_path, name: str, head: dict, at: dict) -> str:
