@@ -56,8 +56,7 @@ class SelfAssembly(Protocol):
             x, y = s.task(seed, self.p["trials"])
             with s.level(seed) as lv:
                 d0 = None
-                t, every = 0, self.p["record_every"]
-                while True:
+                for t in s.snapshots(lv, x, y, self.p["trials"], self.p["record_every"]):
                     w = lv.weights
                     diffs = {k: np.asarray(w[f"Vbar{k - 1}"]) - r * np.asarray(w[f"V{k}"]).T for k in range(1, K)}
                     d0 = d0 or {k: float(np.linalg.norm(v)) for k, v in diffs.items()}
@@ -66,11 +65,6 @@ class SelfAssembly(Protocol):
                                      "correlation": correlation(np.asarray(w[f"Vbar{k - 1}"]), np.asarray(w[f"V{k}"]).T),
                                      "residual": float(np.linalg.norm(diffs[k])) / d0[k],
                                      "residual_closed_form": (1.0 - coef) ** t if exact else float("nan")})
-                    if t >= self.p["trials"]:
-                        break
-                    n = min(every, self.p["trials"] - t)
-                    s.train(lv, x[t:t + n], y[t:t + n])
-                    t += n
         meta = {"pair": "neuron i of h^k and j of hbar^k: ascending V^k[j, i], descending Vbar^{k-1}[i, j]",
                 "correlation": "Pearson correlation over all pairs of Vbar^{k-1} and (V^k)^T",
                 "residual": "||Vbar^{k-1} - r V^kT||_F / its initial value, r = eta_Vbar / eta_V",
@@ -141,8 +135,7 @@ class Motif(Protocol):
             x, y = orientation_task(seed, self.p["trials"], d[0], rates=s.rates)
             xt, yt = orientation_task(seed, self.p["test_trials"], d[0], stream=1, rates=s.rates)
             with s.level(seed) as lv:
-                t = 0
-                while True:
+                for t in s.snapshots(lv, x, y, self.p["trials"], self.p["record_every"]):
                     w = {k: np.asarray(v, dtype=np.float64) for k, v in lv.weights.items()}
                     loss = float(np.mean((np.asarray(lv.predict(xt)) - yt) ** 2))
                     for k in range(1, K):
@@ -150,11 +143,6 @@ class Motif(Protocol):
                         rows.append({"seed": seed, "trial": t, "layer": k,
                                      "motif_correlation": correlation(w[f"V{k}"] @ w[f"W{k}"].T, w[f"Wbar{k}"] @ vbar_k.T),
                                      "reciprocity": correlation(w[f"Vbar{k - 1}"], w[f"V{k}"].T), "loss": loss})
-                    if t >= self.p["trials"]:
-                        break
-                    n = min(self.p["record_every"], self.p["trials"] - t)
-                    s.train(lv, x[t:t + n], y[t:t + n])
-                    t += n
         meta = {"motif": "synapses of the loop h^k -W^k-> h^{k+1}, h^k -V^k-> hbar^k <-Wbar^k- hbar^{k+1} -Vbar^k-> "
                          "h^{k+1}",
                 "motif_correlation": "Pearson correlation over entries of V^k (W^k)^T and Wbar^k (Vbar^k)^T "

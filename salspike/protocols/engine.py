@@ -227,6 +227,18 @@ class Session:
     def train(level, x, y) -> dict[str, np.ndarray]:
         return level.step(x, y, online=True)
 
+    def snapshots(self, level, x, y, trials: int, every: int):
+        """Yield t = 0, every, 2 every, ..., trials (the trials learned so far), learning the rows
+        x[t:t + every] online between two yields: the caller measures the circuit at each t."""
+        t = 0
+        while True:
+            yield t
+            if t >= trials:
+                return
+            n = min(every, trials - t)
+            self.train(level, x[t:t + n], y[t:t + n])
+            t += n
+
 
 def _circuit(p: dict, model: str | None) -> Circuit:
     path = resolve("model", model or p["model"])

@@ -358,8 +358,7 @@ class InstructiveSign(Protocol):
                             lv.silence_apical(f"h{k}", idx)
                     keys = ({k: lv.record(f"h{k}", "apical") for k in range(1, K + 1)}
                             if s.level_name == "spike" else {})
-                    t = 0
-                    while True:
+                    for t in s.snapshots(lv, x, y, self.p["trials"], self.p["record_every"]):
                         for g in GROUPS:
                             lv.freeze(g)
                         act = s.train(lv, xp, yp)  # the activities the level itself runs, no plasticity
@@ -382,11 +381,6 @@ class InstructiveSign(Protocol):
                             corr = correlation(u[live], role[live]) if live.sum() > 1 else float("nan")
                             rows.append({"seed": seed, "apical_silenced": f, "trial": t, "population": f"h{k}",
                                          "sign_agreement": agree, "correlation": corr, "test_loss": loss})
-                        if t >= self.p["trials"]:
-                            break
-                        n = min(self.p["record_every"], self.p["trials"] - t)
-                        s.train(lv, x[t:t + n], y[t:t + n])
-                        t += n
         meta = {"task": "decoder: von Mises population code of an orientation theta in h0 (mean removed; at the "
                         "spike level kept: rates >= 0); the two output groups must reach (cos theta, sin theta)",
                 "apical_input": ("the apical current I_ap of each neuron of h^k, averaged over each probe trial's "
