@@ -66,8 +66,10 @@ def run_demo(out: str | Path, *, epochs: int = 3, n_train: int | None = None, tr
     res = run_protocol(proto, "spike", out / "area_silencing", device="runtime")
     log(res["table"])
 
-    files = {Path(f).suffix: Path(f) for f in res["files"]}
-    look = {"prediction figure": files.get(".png"), "table": files.get(".csv"), "spike trains (NWB)": files.get(".nwb"),
+    files = {Path(f).name: Path(f) for f in res["files"]}
+    look = {"prediction figure": files.get("area_silencing.png"), "table": files.get("area_silencing.csv"),
+            "spike trains (NWB)": files.get("area_silencing.nwb"),
+            "spike raster + PSTH": files.get("area_silencing_raster.png"),
             "training curves": next((p for p in curves if p.suffix == ".png"), None)}
     log("[3/3] where to look:")
     for what, path in look.items():

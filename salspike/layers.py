@@ -4,7 +4,7 @@ Layers, top to bottom (a module may import only from its own layer or the layers
 the two engines do not import each other):
 
 4. cli                 ``salspike.cli``
-3. experiments         training, sweeps, protocols, compare, figures
+3. experiments         training, sweeps, protocols, compare, figures (figures, levelfigures, rasters, sketch)
 2. levels              ``salspike.levels`` (the registry; adapters import their engines)
 1. engines             ``salspike.matrix`` (numpy), ``salspike.brian`` (Brian2 builders, devices)
 0. ground              ``salspike.circuit`` (schema, plan, weights, layout, hooks), datasets,
@@ -28,7 +28,8 @@ ENGINES = ("salspike.matrix", "salspike.brian")
 _LAYER_OF = [  # (module prefix, layer), most specific first
     ("salspike.cli", 4),
     ("salspike.training", 3), ("salspike.sweeps", 3), ("salspike.protocols", 3), ("salspike.compare", 3),
-    ("salspike.figures", 3), ("salspike.demo", 3),
+    ("salspike.figures", 3), ("salspike.levelfigures", 3), ("salspike.rasters", 3), ("salspike.sketch", 3),
+    ("salspike.demo", 3),
     ("salspike.levels", 2),
     ("salspike.matrix", 1), ("salspike.brian", 1),
     ("salspike", 0),
