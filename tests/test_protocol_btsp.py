@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 
 import brian2  # noqa: F401  (a hard dependency: a missing one fails, never skips)
-import numpy as np
 import pytest
 
 from salspike.cli import main

@@ -151,7 +151,7 @@ class BTSPWindow(Protocol):
                 "t_plateau": (warm + lead) * dt, "window": window, "circuit": c}
 
     def run(self, s):
-        p, src = self.p, self.p["source"]
+        p = self.p
         g = self.check_circuit(p, s.base)
         k, steps, n_pre, n_plat, top_idx, c = g["k"], g["steps"], g["n_pre"], g["n_plat"], g["top_idx"], g["circuit"]
         t_plateau, window = g["t_plateau"], g["window"]

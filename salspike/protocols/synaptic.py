@@ -288,7 +288,7 @@ class RateDependence(Protocol):
     def run(self, s):
         c = s.base
         k = _layer(self.p, c)
-        d, db = c.widths, c.downstream_widths
+        d = c.widths
         A, U = np.asarray(self.p["pre_activities"]), np.asarray(self.p["apical_drives"])
         if A.size > d[k] or U.size > d[k + 1]:
             raise ConfigError(f"{self.p['source']}: at most {d[k]} pre_activities (width of h{k}) and {d[k + 1]} "

@@ -122,7 +122,7 @@ class PresentationTime(Protocol):
         bin_ms = p["bin_ms"]
         s = dataclasses.replace(s, base=c0.with_overrides({"spike.t_settle": 0.0, "spike.t_window": bin_ms},
                                                           source=f"{p['source']} (trials as time bins)"))
-        K, d = c0.n_layers, c0.widths
+        K = c0.n_layers
         tau, delay, scale = c0["spike.tau_s"], c0["spike.delay"], c0["spike.rate_scale"]
         n_on, n_off = int(round(p["on_ms"] / bin_ms)), int(round(p["off_ms"] / bin_ms))
         if n_on < 3 or n_off < n_on:
