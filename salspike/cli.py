@@ -323,8 +323,10 @@ def cmd_protocol_run(args) -> int:
 def cmd_protocol_list(args) -> int:
     from .protocols import list_protocols
 
-    for name, kind, levels, description in list_protocols():
-        print(f"{name:<16} [{','.join(levels)}] {description}")
+    rows = [(name, f"[{','.join(levels)}]", description) for name, _, levels, description in list_protocols()]
+    wide = [max(len(r[i]) for r in rows) if rows else 0 for i in (0, 1)]
+    for name, levels, description in rows:
+        print(f"{name:<{wide[0]}}  {levels:<{wide[1]}}  {description}")
     return 0
 
 
