@@ -2,8 +2,9 @@
 
 1. Propagation with frozen weights, paper widths (64-200-200-200-10), 4 digits rows, ``--seeds``
    seeds, ``--window`` s windows: per layer the mean rate, the rms z-score of the per-neuron
-   rates against the matched rate model (variance: Poisson counts |a| / (s T) plus intensity
-   fluctuations 2 tau_s (gain sigma)^2 / T, docs/spike_network.md) and the layer's mean bias.
+   rates against the matched rate model (variance S(0) / T, S(0) the spike train's
+   zero-frequency power propagated layer by layer, `MatrixNetwork.window_power`,
+   docs/spike_network.md) and the layer's mean bias.
    Tier poisson against ``spike.matched_transfer = lnp``; tier two_compartment against
    ``calibrated`` when ``--calibrated FILE`` (a model file written by ``salspike calibrate``) is given.
 2. Learning: ``salspike train``-equivalent runs on digits, hidden [30], ``--n-train`` trials, one
@@ -27,13 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.special import ndtr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from salspike.brian.spike import SpikeNetwork  # noqa: E402
 from salspike.circuit import Circuit, init_weights  # noqa: E402
+from salspike.circuit.functions import filtered_intensity_variance, shot_noise_third_cumulant  # noqa: E402
 from salspike.datasets import load_digits  # noqa: E402
 from salspike.errors import DivergenceError  # noqa: E402
 from salspike.matrix.engine import MatrixNetwork  # noqa: E402
@@ -51,26 +52,46 @@ def propagation(circuit: Circuit, transfer: str, seeds: int, build: Path) -> lis
     ref = matched.activities(x, y).as_arrays()
     reads = [SpikeNetwork(circuit, w0, device="cpp_standalone", build_dir=build, seed=100 + s).readout(x, y)
              for s in range(seeds)]
-    s_rate, T, tau = circuit["spike.rate_scale"], circuit["spike.t_window"] * 1e-3, circuit["spike.tau_s"] * 1e-3
+    s_rate, T = circuit["spike.rate_scale"], circuit["spike.t_window"] * 1e-3
+    power = matched.window_power(x)
     K = circuit.n_layers
-    lines, var_pre = [], None
+    lines = []
     for k in range(1, K + 1):
-        W = w0[f"W{k - 1}"]
-        mu = ref[f"h{k - 1}"] @ W.T
-        sigma = matched._sigma(W, ref[f"h{k - 1}"], var_pre)
-        if k < K:
-            gain = matched._transfer(mu, sigma)[1]
-            var_pre = (gain * sigma) ** 2
-        else:
-            gain = np.ones_like(mu)
-        var = (np.abs(ref[f"h{k}"]) / (s_rate * T) + 2 * tau * (gain * sigma) ** 2 / T) / seeds
+        var = power[f"h{k}"] / T / seeds
         meas = np.stack([r[f"h{k}"] for r in reads]).mean(0)
         z = (meas - ref[f"h{k}"]) / np.sqrt(var)
         bias = float(np.mean(meas - ref[f"h{k}"])) * s_rate
         se = float(np.sqrt(np.mean(var) / meas.size)) * s_rate
         lines.append(f"  h{k}: rate {np.abs(meas).mean() * s_rate:6.2f} Hz  z rms {np.sqrt(np.mean(z ** 2)):5.2f}  "
                      f"bias {bias:+6.2f} Hz (SE of the layer mean {se:.2f} Hz)")
+        if 1 < k < K:  # the layer's own transfer: predicted from each seed's measured layer below
+            cond = np.stack([conditional(matched, w0, r, k, x) for r in reads]).mean(0)
+            zc = (meas - cond) / np.sqrt(var)
+            lines.append(f"      given the measured h{k - 1} of each seed: z rms {np.sqrt(np.mean(zc ** 2)):5.2f}  "
+                         f"bias {float(np.mean(meas - cond)) * s_rate:+6.2f} Hz")
     return lines
+
+
+def conditional(matched: MatrixNetwork, w0: dict, read: dict, k: int, x: np.ndarray) -> np.ndarray:
+    """Hidden layer k of the matched model with its mean input from one run's measured h^{k-1}
+    (its input sd from the model's own chain): separates the layer's transfer from the errors it
+    inherits."""
+    c = matched.circuit
+    model = matched.activities(x, np.zeros((len(x), c.widths[-1]))).as_arrays()
+    var_pre = None
+    for j in range(k):  # the model's chain of input sds up to layer k (as in MatrixNetwork)
+        W, h = w0[f"W{j}"], model[f"h{j}"]
+        sigma = matched._sigma(W, h, var_pre)
+        mu = h @ W.T
+        if c["spike.matched_transfer"] == "lnp":
+            var_pre = filtered_intensity_variance(mu, sigma)
+        else:
+            mean, gain = matched._transfer(mu, sigma)
+            var_pre = matched._calibrated_excess_variance(mu, sigma, mean, gain)
+    W = w0[f"W{k - 1}"]
+    kappa3 = (shot_noise_third_cumulant(W, read[f"h{k - 1}"], c["spike.rate_scale"], c["spike.tau_s"])
+              if c["spike.matched_transfer"] == "lnp" else None)  # the LNP model's skewness term
+    return matched._transfer(read[f"h{k - 1}"] @ W.T, sigma, kappa3)[0]
 
 
 def learning(n_train: int, seeds: int, cache: Path) -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .circuit import Circuit, init_weights
 from .datasets import Dataset
+from .console import note as _note
 from .console import progress as _progress_bar
 from .errors import ConfigError, DivergenceError
 from .levels import Level, make_level
@@ -153,6 +154,10 @@ def _train(circuit, data, run, *, level, epochs, resume, force, progress, level_
     epochs = circuit["training.epochs"] if epochs is None else epochs
     batch = circuit["training.batch_size"]
     online = circuit["training.online"] or level != "matrix"
+    if online and not circuit["training.online"] and batch > 1:
+        _note(f"the {level} level updates once per trial (online); this model's learning rates (eta.W = "
+              f"{circuit['eta.W']:g}) were chosen for batch-{batch} means, so each row weighs {batch}x more "
+              "here: see docs/training.md, 'Online learning rates', for rates validated online")
     progress = sys.stderr.isatty() if progress is None else progress
     order_rng = np.random.default_rng([circuit["seed"], 2])
     start_epoch, weights, history = 0, None, []

@@ -44,13 +44,19 @@ def accuracy_of(weights, x, labels) -> float:
     return float(np.mean(np.argmax(h, axis=1) == labels))
 
 
-def test_rate_training_equals_matrix_online_training(tmp_path, assert_updates_close):
+def test_rate_training_equals_matrix_online_training(tmp_path, assert_updates_close, monkeypatch):
     """Catches: a rate-level rule term deleted (eta of W, Wbar, V or Vbar zero at rate level);
     the plasticity ODE's sign; the cross-entropy error module's normalisation or sign; the
     trials of a batch run in another order by the rate level's `step`; the reported test
-    accuracy not being that of the trained weights (checked: labels shuffled in `evaluate`)."""
+    accuracy not being that of the trained weights (checked: labels shuffled in `evaluate`).
+    Also: the run notes that the model's batch-10 rates act once per trial here."""
+    import salspike.training
+
+    notes = []
+    monkeypatch.setattr(salspike.training, "_note", notes.append)
     data = load_dataset("digits", n_train=30, n_test=20)
     rate = train(tiny(), data, tmp_path / "rate", level="rate", log=lambda *a: None)
+    assert any("updates once per trial" in n and "batch-10" in n for n in notes)
     matrix = train(tiny().with_overrides({"training.online": True}), data, tmp_path / "matrix", log=lambda *a: None)
     assert rate["level"] == "rate" and matrix["level"] == "matrix"
     wr, wm = np.load(tmp_path / "rate" / "weights.npz"), np.load(tmp_path / "matrix" / "weights.npz")

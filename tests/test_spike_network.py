@@ -23,7 +23,6 @@ import pytest
 pytest.importorskip("brian2")
 
 from salspike.circuit import Circuit, init_weights  # noqa: E402
-from salspike.circuit.functions import filtered_intensity_variance, spike_train_power  # noqa: E402
 from salspike.brian.spike import SpikeNetwork  # noqa: E402
 from salspike.cli import main  # noqa: E402
 from salspike.errors import ConfigError, ShapeError  # noqa: E402
@@ -181,7 +180,7 @@ def test_propagation_matches_the_matched_rate_model(paper_runs):
     the same test: its z-scores are 5-10), a wrong current scale, propagation errors layer by
     layer, and the skewness (Edgeworth) term of the shot noise.  The variance of a neuron's window
     rate is S(0) / T, S(0) the zero-frequency power of its spike train propagated layer by layer
-    (`spike_train_power`, docs/spike_network.md).  Measured (4 rows x 5 s, paper widths,
+    (`MatrixNetwork.window_power`, docs/spike_network.md).  Measured (4 rows x 5 s, paper widths,
     2026-12-02), 4 seeds: z rms 1.06, 1.10, 1.12, output 1.29, bias -0.20, -0.34, -0.46, -0.13 Hz;
     8 seeds: 1.06, 1.12, 1.15, output 1.20 (without the skewness term h1 1.20; with the old
     linear-response variance 1.11, 1.20, 1.27, output 1.42).  Asserted: hidden rms in [0.85, 1.2];
@@ -194,19 +193,13 @@ def test_propagation_matches_the_matched_rate_model(paper_runs):
     relu = MatrixNetwork(c, w0)
     ref = matched.activities(r["x"], r["y"]).as_arrays()
     ref_relu = relu.activities(r["x"], r["y"]).as_arrays()
-    s, T, tau = c["spike.rate_scale"], c["spike.t_window"], c["spike.tau_s"]
+    s, T = c["spike.rate_scale"], c["spike.t_window"]
     K = c.n_layers
-    var_pre = None
-    power = np.abs(ref["h0"]) / s  # zero-frequency power of the input's Poisson trains
+    power = matched.window_power(r["x"])  # S(0) propagated layer by layer
     for k in range(1, K + 1):
-        W = w0[f"W{k - 1}"]
-        mu = ref[f"h{k - 1}"] @ W.T
-        sigma = matched._sigma(W, ref[f"h{k - 1}"], var_pre)
-        var_pre = filtered_intensity_variance(mu, sigma)
-        power = spike_train_power(mu, sigma, s, tau, signed=k == K, input_power=power @ (W ** 2).T)
         meas = np.stack([rd[f"h{k}"] for rd in r["reads"]])
         mean = meas.mean(0)
-        var = power / (T * 1e-3) / N_SEEDS
+        var = power[f"h{k}"] / (T * 1e-3) / N_SEEDS
         z = (mean - ref[f"h{k}"]) / np.sqrt(var)
         z_relu = (mean - ref_relu[f"h{k}"]) / np.sqrt(var)
         rms, rms_relu = float(np.sqrt(np.mean(z ** 2))), float(np.sqrt(np.mean(z_relu ** 2)))
@@ -298,8 +291,10 @@ def test_spike_level_trains_on_digits_and_records(tmp_path):
 def test_two_compartment_calibration_holds_at_held_out_points(small_circuit_path, tmp_path):
     """`salspike calibrate`'s table (a reduced grid, 3 s per point in CI; the full grid is a
     recorded result) predicts the LIF neuron's rate at the held-out centres of its grid cells
-    within max(1 Hz, 3 SE).  Catches: a table written with the wrong axes order (interpolation
-    then misses), and a model file overwritten or left without its calibration."""
+    within max(1 Hz, 3 SE), and its measured output statistics tell a regular (mean-driven) train
+    from an irregular one.  Catches: a table written with the wrong axes order (interpolation
+    then misses), a model file overwritten or left without its calibration, and a filtered
+    variance that assumes Poisson output."""
     from salspike.brian.calibrate import calibrate_model_file
 
     out = tmp_path / "cal.toml"
@@ -309,8 +304,15 @@ def test_two_compartment_calibration_holds_at_held_out_points(small_circuit_path
     assert check["within"] == check["points"]
     c = Circuit.load(out)
     assert c["spike.tier"] == "two_compartment" and len(c["spike.calibration"]) == 12
-    rates = np.array(c["spike.calibration"])[:, 2]
+    table = np.array(c["spike.calibration"])
+    rates = table[:, 2]
     assert rates.max() > 10 and rates.min() < 1  # the grid spans silence to firing
+    # the output train's filtered variance against Poisson's a / (2 s tau_s) (full table: 0.37 at
+    # mu 1.5, sigma 0.25, mean-driven and regular; 1.33 at 0.5, 0.75, fluctuation-driven)
+    s, tau = c["spike.rate_scale"], c["spike.tau_s"] * 1e-3
+    ratio = {(m, sd): fv / (r / s / (2 * s * tau)) for m, sd, r, fv, _ in table if r > 0}
+    print("filtered variance / Poisson:", {k: round(v, 2) for k, v in ratio.items()})
+    assert ratio[(1.5, 0.25)] < 0.6 and ratio[(0.5, 0.75)] > 0.8
 
 
 def test_two_compartment_network_runs_closed_loop(small_circuit):

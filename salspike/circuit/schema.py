@@ -100,8 +100,8 @@ SCHEMA: dict[str, tuple[Any, Any, Any, str]] = {
                    "neuron tier of the closed-loop spiking level: poisson = linear-nonlinear-Poisson; "
                    "two_compartment = LIF soma with adaptation and an apical dendrite for the hidden neurons"),
     "spike.calibration": ((list, type(None)), None, None,
-                          "two_compartment transfer function: rows [mu, sigma, rate_Hz] on a grid "
-                          "(written by `salspike calibrate`)"),
+                          "two_compartment transfer function: rows [mu, sigma, rate_Hz, filtered_var, power0] on a "
+                          "grid (written by `salspike calibrate`; the last two: the output train's statistics)"),
     "spike.rate_scale": (_F, None, 20.0, "Hz per unit of activity (s: a neuron at r Hz carries a = r / s)"),
     "spike.tau_s": (_F, None, 20.0, "ms, time constant of the synaptic currents (LNP input filter)"),
     "spike.tau_readout": (_F, None, 200.0, "ms, time constant of the error module's trace of the output spikes (long: see docs/spike_network.md, Learning)"),

@@ -104,9 +104,21 @@ class MatrixNetwork:
                                              "spike.calibration")
         return self._table(mu, sigma), self._table.gain(mu, sigma)
 
+    def _calibrated_excess_variance(self, mu, sigma, mean, gain) -> np.ndarray:
+        """What a calibrated (two_compartment) neuron's filtered output adds to the next layer's
+        input variance beyond Poisson shot noise (`input_variance`'s var_pre): the measured
+        filtered_var(mu, sigma) - |a| / (2 s tau_s) (negative for a regular LIF train); a table
+        without the measured moments: linear response (gain sigma)^2 / 2."""
+        table = self._table
+        if not table.has_moments:
+            return 0.5 * (gain * sigma) ** 2
+        c = self.circuit
+        poisson = np.abs(mean) / (2 * c["spike.rate_scale"] * c["spike.tau_s"] * 1e-3)
+        return table.filtered_variance(mu, sigma) - poisson
+
     def _sigma(self, W: np.ndarray, a_pre: np.ndarray, var_pre: np.ndarray | None = None) -> np.ndarray:
         c = self.circuit
-        return np.sqrt(input_variance(W, a_pre, c["spike.rate_scale"], c["spike.tau_s"], var_pre))
+        return np.sqrt(np.maximum(input_variance(W, a_pre, c["spike.rate_scale"], c["spike.tau_s"], var_pre), 0.0))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The output h^K of the upstream pass (Eq. 1), with the hooks that act on it."""
@@ -164,10 +176,45 @@ class MatrixNetwork:
                 mean, gain = self._transfer(pre, sigma, kappa3)
                 h.append(mean)
                 var_pre = (filtered_intensity_variance(pre, sigma) if c["spike.matched_transfer"] == "lnp"
-                           else 0.5 * (gain * sigma) ** 2)  # the calibrated table: linear response
+                           else self._calibrated_excess_variance(pre, sigma, mean, gain))
             else:
                 h.append(relu(pre))
         return h, a
+
+    def window_power(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Zero-frequency power S(0) of every upstream neuron's spike train at the spike level
+        (activity units^2 s; a window T's activity estimate count / (s T) has variance S(0) / T),
+        propagated layer by layer with the matched rate model (docs/spike_network.md):
+        S(h^0) = |x| / s (Poisson inputs); the input current of layer k+1 has S_I = sum_j W_ij^2 S_j;
+        an LNP neuron `spike_train_power`; a calibrated neuron the measured power0(mu, sigma) (its
+        response to an OU input, S_I = 2 tau_s sigma^2) + gain^2 (S_I - 2 tau_s sigma^2); the
+        output ON/OFF pair `spike_train_power(signed=True)`.  Needs the matched rate model."""
+        if not self.matched:
+            raise ConfigError("window_power needs the matched rate model (spike.matched_transfer lnp or calibrated)")
+        from ..circuit.functions import spike_train_power
+
+        c = self.circuit
+        s, tau = c["spike.rate_scale"], c["spike.tau_s"]
+        h, _ = self._hooked_upstream(self._cast(x))
+        power = {"h0": np.abs(h[0]) / s}
+        var_pre = None
+        for k in range(self.K):
+            W = self._w(f"W{k}")
+            mu = h[k] @ W.T
+            sigma = self._sigma(W, h[k], var_pre)
+            p_in = power[f"h{k}"] @ (W ** 2).T
+            if k == self.K - 1:
+                power[f"h{k + 1}"] = spike_train_power(mu, sigma, s, tau, signed=True, input_power=p_in)
+            elif c["spike.matched_transfer"] == "lnp":
+                power[f"h{k + 1}"] = spike_train_power(mu, sigma, s, tau, input_power=p_in)
+                var_pre = filtered_intensity_variance(mu, sigma)
+            else:
+                mean, gain = self._transfer(mu, sigma)
+                own = self._table.power(mu, sigma)
+                ou = 2 * tau * 1e-3 * sigma ** 2
+                power[f"h{k + 1}"] = (np.abs(mean) / s if own is None else own - gain ** 2 * ou) + gain ** 2 * p_in
+                var_pre = self._calibrated_excess_variance(mu, sigma, mean, gain)
+        return power
 
     def _hooked_activities(self, x, y) -> Activities:
         h, a = self._hooked_upstream(x)
