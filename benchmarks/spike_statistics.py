@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from salspike.brian.spike import SpikeNetwork  # noqa: E402
 from salspike.circuit import Circuit, init_weights  # noqa: E402
-from salspike.circuit.functions import filtered_intensity_variance, shot_noise_third_cumulant  # noqa: E402
+from salspike.circuit.functions import shot_noise_third_cumulant  # noqa: E402
 from salspike.datasets import load_digits  # noqa: E402
 from salspike.errors import DivergenceError  # noqa: E402
 from salspike.matrix.engine import MatrixNetwork  # noqa: E402
@@ -76,19 +76,8 @@ def conditional(matched: MatrixNetwork, w0: dict, read: dict, k: int, x: np.ndar
     """Hidden layer k of the matched model with its mean input from one run's measured h^{k-1}
     (its input sd from the model's own chain): separates the layer's transfer from the errors it
     inherits."""
-    c = matched.circuit
-    model = matched.activities(x, np.zeros((len(x), c.widths[-1]))).as_arrays()
-    var_pre = None
-    for j in range(k):  # the model's chain of input sds up to layer k (as in MatrixNetwork)
-        W, h = w0[f"W{j}"], model[f"h{j}"]
-        sigma = matched._sigma(W, h, var_pre)
-        mu = h @ W.T
-        if c["spike.matched_transfer"] == "lnp":
-            var_pre = filtered_intensity_variance(mu, sigma)
-        else:
-            mean, gain = matched._transfer(mu, sigma)
-            var_pre = matched._calibrated_excess_variance(mu, sigma, mean, gain)
-    W = w0[f"W{k - 1}"]
+    c, W = matched.circuit, w0[f"W{k - 1}"]
+    sigma = matched.matched_statistics(x)[f"h{k}"]["sigma"]
     kappa3 = (shot_noise_third_cumulant(W, read[f"h{k - 1}"], c["spike.rate_scale"], c["spike.tau_s"])
               if c["spike.matched_transfer"] == "lnp" else None)  # the LNP model's skewness term
     return matched._transfer(read[f"h{k - 1}"] @ W.T, sigma, kappa3)[0]

@@ -44,20 +44,14 @@ def main(argv=None) -> int:
         print(f"   tau_c {tau_c:4.0f} ms: " + "  ".join(f"{r:6.2f} +- {e:.2f}" for r, e in zip(rate, se)), flush=True)
     m = MatrixNetwork(c.with_overrides({"spike.matched_transfer": "calibrated"}), init_weights(c))
     x = load_digits(seed=0).x_train[:4]
-    h = m.activities(x, np.zeros((4, 10))).as_arrays()
-    power = m.window_power(x)
+    stats = m.matched_statistics(x)
     tau_s = c["spike.tau_s"] * 1e-3
     print("2. effective correlation time of each hidden layer's input, tau_eff / tau_s (median, IQR)")
-    var_pre = None
-    for k in range(c.n_layers - 1):
-        W = m.weights[f"W{k}"]
-        mu = h[f"h{k}"] @ W.T
-        sigma = m._sigma(W, h[f"h{k}"], var_pre)
-        ratio = (power[f"h{k}"] @ (W ** 2).T) / (2 * tau_s * sigma ** 2)
+    for k in range(1, c.n_layers):
+        st = stats[f"h{k}"]
+        ratio = st["input_power"] / (2 * tau_s * st["sigma"] ** 2)
         q1, med, q3 = np.percentile(ratio, [25, 50, 75])
-        print(f"   h{k + 1}: {med:.2f} ({q1:.2f}-{q3:.2f}); input sd median {np.median(sigma):.2f}")
-        mean, gain = m._transfer(mu, sigma)
-        var_pre = m._calibrated_excess_variance(mu, sigma, mean, gain)
+        print(f"   h{k}: {med:.2f} ({q1:.2f}-{q3:.2f}); input sd median {np.median(st['sigma']):.2f}")
     return 0
 
 

@@ -181,40 +181,47 @@ class MatrixNetwork:
                 h.append(relu(pre))
         return h, a
 
-    def window_power(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Zero-frequency power S(0) of every upstream neuron's spike train at the spike level
-        (activity units^2 s; a window T's activity estimate count / (s T) has variance S(0) / T),
-        propagated layer by layer with the matched rate model (docs/spike_network.md):
-        S(h^0) = |x| / s (Poisson inputs); the input current of layer k+1 has S_I = sum_j W_ij^2 S_j;
-        an LNP neuron `spike_train_power`; a calibrated neuron the measured power0(mu, sigma) (its
-        response to an OU input, S_I = 2 tau_s sigma^2) + gain^2 (S_I - 2 tau_s sigma^2); the
-        output ON/OFF pair `spike_train_power(signed=True)`.  Needs the matched rate model."""
+    def matched_statistics(self, x: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        """Per upstream layer h^k (k >= 1) of the matched rate model: its input current's mean
+        ``mu``, sd ``sigma`` and zero-frequency power ``input_power`` S_I(0), and the layer's
+        spike-train power ``power`` S(0) (activity units^2 s; a window T's activity estimate
+        count / (s T) has variance S(0) / T), propagated layer by layer (docs/spike_network.md):
+        S(h^0) = |x| / s (Poisson inputs); S_I = sum_j W_ij^2 S_j (filters keep S(0)); an LNP
+        neuron `spike_train_power`; a calibrated neuron the measured power0(mu, sigma) (its response
+        to an OU input, S_I = 2 tau_s sigma^2) + gain^2 (S_I - 2 tau_s sigma^2); the output ON/OFF
+        pair `spike_train_power(signed=True)`.  ``h0`` has only ``power``.  Needs the matched model."""
         if not self.matched:
-            raise ConfigError("window_power needs the matched rate model (spike.matched_transfer lnp or calibrated)")
+            raise ConfigError("matched_statistics needs the matched rate model (spike.matched_transfer lnp or "
+                              "calibrated)")
         from ..circuit.functions import spike_train_power
 
         c = self.circuit
         s, tau = c["spike.rate_scale"], c["spike.tau_s"]
         h, _ = self._hooked_upstream(self._cast(x))
-        power = {"h0": np.abs(h[0]) / s}
+        out = {"h0": {"power": np.abs(h[0]) / s}}
         var_pre = None
         for k in range(self.K):
             W = self._w(f"W{k}")
             mu = h[k] @ W.T
             sigma = self._sigma(W, h[k], var_pre)
-            p_in = power[f"h{k}"] @ (W ** 2).T
+            p_in = out[f"h{k}"]["power"] @ (W ** 2).T
             if k == self.K - 1:
-                power[f"h{k + 1}"] = spike_train_power(mu, sigma, s, tau, signed=True, input_power=p_in)
+                power = spike_train_power(mu, sigma, s, tau, signed=True, input_power=p_in)
             elif c["spike.matched_transfer"] == "lnp":
-                power[f"h{k + 1}"] = spike_train_power(mu, sigma, s, tau, input_power=p_in)
+                power = spike_train_power(mu, sigma, s, tau, input_power=p_in)
                 var_pre = filtered_intensity_variance(mu, sigma)
             else:
                 mean, gain = self._transfer(mu, sigma)
                 own = self._table.power(mu, sigma)
                 ou = 2 * tau * 1e-3 * sigma ** 2
-                power[f"h{k + 1}"] = (np.abs(mean) / s if own is None else own - gain ** 2 * ou) + gain ** 2 * p_in
+                power = (np.abs(mean) / s if own is None else own - gain ** 2 * ou) + gain ** 2 * p_in
                 var_pre = self._calibrated_excess_variance(mu, sigma, mean, gain)
-        return power
+            out[f"h{k + 1}"] = {"mu": mu, "sigma": sigma, "input_power": p_in, "power": power}
+        return out
+
+    def window_power(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """S(0) of every upstream layer's spike trains (``matched_statistics``' ``power``)."""
+        return {name: stats["power"] for name, stats in self.matched_statistics(x).items()}
 
     def _hooked_activities(self, x, y) -> Activities:
         h, a = self._hooked_upstream(x)
