@@ -115,3 +115,16 @@ def test_window_power_of_a_calibrated_layer_is_its_measured_power_plus_the_input
     np.testing.assert_allclose(p["h1"], 0.05, rtol=1e-6)
     expected = 0.05 + 0.1 ** 2 * (0.05 - 2 * TAU * 0.5) * (W1 ** 2).sum(1)
     np.testing.assert_allclose(p["h2"], np.broadcast_to(expected, p["h2"].shape), rtol=1e-6)
+
+
+def test_a_malformed_calibration_is_refused_when_the_model_loads(tmp_path):
+    """Ragged rows (one row short of a column) and a table that is not a grid are refused by
+    `Circuit` with a one-line error naming spike.calibration and the fix, before any run starts
+    (was: a numpy ValueError traceback in the first training step)."""
+    rows = _table(lambda m, s: 10.0 * m + 20, lambda m, s: 1.0, lambda m, s: 0.05)
+    ragged = [rows[0][:4]] + rows[1:]
+    with pytest.raises(ConfigError, match="spike.calibration: expected rows"):
+        Circuit.from_dict({"hidden": [4], "spike.calibration": ragged})
+    with pytest.raises(ConfigError, match="spike.calibration: the rows do not fill"):
+        Circuit.from_dict({"hidden": [4], "spike.calibration": rows[:-1]})
+    assert Circuit.from_dict({"hidden": [4], "spike.calibration": rows})["spike.calibration"] == rows

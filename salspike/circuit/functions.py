@@ -191,7 +191,10 @@ class CalibratedTransfer:
     def __init__(self, rows, rate_scale_hz: float, source: str = "spike.calibration"):
         from ..errors import ConfigError
 
-        arr = np.asarray(rows, dtype=float)
+        try:
+            arr = np.asarray(rows, dtype=float)
+        except (TypeError, ValueError):  # ragged rows or non-numbers
+            arr = np.empty((0, 0))
         if arr.ndim != 2 or arr.shape[1] not in (3, 5) or not np.all(np.isfinite(arr)):
             raise ConfigError(f"{source}: expected rows [mu, sigma, rate_Hz, filtered_var, power0] (or the first "
                               "three); re-run `salspike calibrate`")

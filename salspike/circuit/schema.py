@@ -304,6 +304,10 @@ class Circuit:
                 raise ConfigError(f"{source}: '{key}' must be >= 0 ms, got {params[key]}")
         if params["spike.rate_scale"] <= 0:
             raise ConfigError(f"{source}: 'spike.rate_scale' must be > 0 Hz per unit, got {params['spike.rate_scale']}")
+        if params["spike.calibration"] is not None:  # a malformed table fails here, not mid-run
+            from .functions import CalibratedTransfer
+
+            CalibratedTransfer(params["spike.calibration"], params["spike.rate_scale"], f"{source}: spike.calibration")
         needs_square = params["algorithm"] != "sal"
         _refuse_ignored_wbar_rate(params, explicit, source)
         circuit = cls(params=params, source=source, explicit=explicit)
