@@ -567,6 +567,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse_cuda_without_gpu(args) -> None:
+    """A command that would run cuda_standalone on a machine without an NVIDIA GPU stops here, before
+    any run folder is written or minutes of nvcc are spent (`salspike build --compile-only` is the
+    way to check the CUDA build without a GPU)."""
+    if getattr(args, "device", None) != "cuda_standalone" or getattr(args, "compile_only", False):
+        return
+    from .brian.devices import has_gpu
+
+    _refuse(not has_gpu(), "no NVIDIA GPU found: pass --compile-only (`salspike build --device cuda_standalone "
+                           "--compile-only`) to check the CUDA build without one, or use --device cpp_standalone here")
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -574,6 +586,7 @@ def main(argv=None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     console.set_quiet(getattr(args, "quiet", False))
     try:
+        _refuse_cuda_without_gpu(args)
         return args.func(args)
     except SalspikeError as exc:
         print(f"salspike {args.command}: error: {exc}", file=sys.stderr)

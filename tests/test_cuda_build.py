@@ -39,6 +39,19 @@ def test_build_needs_fixed_widths_and_gpu(tmp_path, capsys, monkeypatch, small_c
     assert "no NVIDIA GPU found: pass --compile-only" in capsys.readouterr().err
 
 
+def test_running_cuda_without_a_gpu_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch,
+                                                                           small_circuit_path):
+    """`salspike train --device cuda_standalone` on a machine without a GPU stops with one line at
+    once: no run folder and no nvcc compile of several minutes (was: the compile ran, then the run
+    failed)."""
+    monkeypatch.setattr(devices, "has_gpu", lambda *a, **k: False)
+    out = tmp_path / "run"
+    assert main(["train", "--level", "spike", "--device", "cuda_standalone", "--model", str(small_circuit_path),
+                 "--n-train", "20", "--epochs", "1", "--out", str(out)]) == 2
+    assert "no NVIDIA GPU found" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.cuda_compile
 def test_cuda_standalone_compiles_rate_and_spike_networks(tmp_path, capsys, cuda_toolchain, small_circuit_path):

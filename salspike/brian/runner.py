@@ -284,12 +284,12 @@ class BrianRunner:
             finally:
                 if not self.profile:
                     self.assembly = None  # free the Brian2 objects (and their names)
+        if self.device == "cuda_standalone" and not devices.has_gpu():  # before minutes of nvcc, not after
+            raise DeviceError("no NVIDIA GPU found: cuda_standalone can be compiled here (RateNetwork.compile()) "
+                              "but runs only on a GPU machine")
         self.compile(template if template is not None else values, duration_ms)
         if not self.compiled:
             raise DeviceError(f"{self.device}: the project in {self.build_dir} was generated without compiling")
-        if self.device == "cuda_standalone" and not devices.has_gpu():
-            raise DeviceError("no NVIDIA GPU found: cuda_standalone can be compiled here (RateNetwork.compile()) "
-                              "but runs only on a GPU machine")
         run_args = self._run_args(values)
         dev = brian2.get_device()
         t0 = time.perf_counter()
